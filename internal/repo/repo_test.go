@@ -1,0 +1,89 @@
+package repo
+
+import (
+	"errors"
+	"testing"
+	"time"
+)
+
+func sample() *Backup {
+	p := "20261122T170102Z-a1b2c3"
+	return &Backup{
+		ID: "20261122T180102Z-d4e5f6", Config: "daily", Host: "db1", Disk: "pg main", Level: LevelIncremental, Parent: &p,
+		PGVersion: 17, SystemIdentifier: "7710952269893484041", Timeline: 1, StartLSN: 0x7000028, EndLSN: 0x7000120,
+		StartedAt: time.Date(2026, 11, 22, 18, 1, 2, 0, time.UTC), FinishedAt: time.Date(2026, 11, 22, 18, 2, 2, 0, time.UTC),
+		Archives: []Archive{{Name: "base.tar", Object: "base.tar.zst", Index: "base.tar.zst.idx", Compression: "zstd"}},
+	}
+}
+
+func TestMetaRoundTripAndTamper(t *testing.T) {
+	b := sample()
+	b.Format, b.FormatVersion = "holdfast-backup", FormatVersion
+	data, err := sealMeta(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := ParseMeta("k", data)
+	if err != nil {
+		t.Fatalf("ParseMeta: %v", err)
+	}
+	if got.ID != b.ID || *got.Parent != *b.Parent || got.StartLSN != b.StartLSN {
+		t.Fatalf("round trip changed the record: %+v", got)
+	}
+	// Every single flipped byte must be detected.
+	for i := range data {
+		bad := append([]byte(nil), data...)
+		bad[i] ^= 0x01
+		if _, err := ParseMeta("k", bad); err == nil {
+			t.Fatalf("flipping byte %d (%q) went unnoticed", i, data[i])
+		}
+	}
+}
+
+func TestParseMetaRejects(t *testing.T) {
+	for name, mut := range map[string]func(*Backup){
+		"bad id":           func(b *Backup) { b.ID = "../../etc" },
+		"bad level":        func(b *Backup) { b.Level = "differential" },
+		"full with parent": func(b *Backup) { b.Level = LevelFull },
+		"future version":   func(b *Backup) { b.FormatVersion = FormatVersion + 1 },
+		"escaping object":  func(b *Backup) { b.Archives[0].Object = "../x.tar" },
+	} {
+		b := sample()
+		b.Format, b.FormatVersion = "holdfast-backup", FormatVersion
+		mut(b)
+		data, _ := sealMeta(b)
+		if _, err := ParseMeta("k", data); err == nil {
+			t.Errorf("%s: accepted", name)
+		} else if !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrVersion) {
+			t.Errorf("%s: %v is neither ErrCorrupt nor ErrVersion", name, err)
+		}
+	}
+}
+
+func TestValidID(t *testing.T) {
+	if err := ValidID(NewID(time.Now())); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{"", "latest", "20261122T170102Z-a1b2c", "20261322T170102Z-a1b2c3", "20261122T170102Z/a1b2c3", "../../../../../../x"} {
+		if ValidID(bad) == nil {
+			t.Errorf("ValidID(%q) accepted", bad)
+		}
+	}
+}
+
+func FuzzParseMeta(f *testing.F) {
+	b := sample()
+	b.Format, b.FormatVersion = "holdfast-backup", FormatVersion
+	data, _ := sealMeta(b)
+	f.Add(data)
+	f.Add([]byte("{}"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		m, err := ParseMeta("k", data)
+		if err != nil {
+			return
+		}
+		if ValidID(m.ID) != nil {
+			t.Fatalf("accepted a record with id %q", m.ID)
+		}
+	})
+}
