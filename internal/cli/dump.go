@@ -1,0 +1,183 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/holdfast-backup/holdfast/internal/app"
+	"github.com/holdfast-backup/holdfast/internal/backup"
+)
+
+type dumpOptions struct {
+	config string
+	host   string
+	disks  []string
+	level  string
+}
+
+func newDumpCmd(g *globals) *cobra.Command {
+	var o dumpOptions
+	cmd := &cobra.Command{
+		Use:   "dump CONFIG [HOST [DISK...]]",
+		Short: "Back up the disks of a config (all, a host's, or the named ones)",
+		Long: `Back up the named disks: every disk of CONFIG, every disk of HOST, or the
+listed DISKs of HOST. Exit status 0 only if every disk was backed up.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.config = args[0]
+			if len(args) > 1 {
+				o.host = args[1]
+				o.disks = args[2:]
+			}
+			return classify(runDump(cmd.Context(), g, o))
+		},
+	}
+	cmd.Flags().StringVar(&o.level, "level", "", "full, incremental or auto (default: each disk's level, else auto)")
+	return cmd
+}
+
+func runDump(ctx context.Context, g *globals, o dumpOptions) error {
+	switch o.level {
+	case "", "full", "incremental", "auto":
+	default:
+		return usagef("--level %q is not a level; use full, incremental or auto", o.level)
+	}
+	a := &app.App{ConfigDir: g.dir(), Log: g.log}
+	c, err := loadConfig(a, o.config)
+	if err != nil {
+		return err
+	}
+	disks := c.Disks
+	if o.host != "" {
+		if disks, err = c.Select(o.host, o.disks); err != nil {
+			return withCode(ExitConfig, err)
+		}
+	}
+	lock, err := a.Lock(c)
+	if err != nil {
+		return err
+	}
+	defer lock.Release()
+	r, err := a.Repo(ctx, c)
+	if err != nil {
+		return err
+	}
+	var failed []error
+	for _, d := range disks {
+		t := app.Target(c, d)
+		p := newProgress(g.stderr, t.String())
+		res, err := a.Engine(r, p.update).Run(ctx, t, backup.Options{Level: o.level})
+		p.done()
+		if err != nil {
+			g.log.Error("backup failed", "config", c.Name, "host", d.Host, "disk", d.Disk, "error", err.Error())
+			fmt.Fprintf(g.stdout, "%s: FAILED: %s\n", t, oneLine(err.Error()))
+			failed = append(failed, err)
+			continue
+		}
+		e := res.Entry
+		fmt.Fprintf(g.stdout, "%s: %s backup %s committed: %s in %s, stored %s\n", t, e.Level, e.ID,
+			humanBytes(e.SizeBytes), e.FinishedAt.Sub(e.StartedAt).Round(time.Millisecond), humanBytes(e.StoredBytes))
+	}
+	switch len(failed) {
+	case 0:
+		return nil
+	case 1:
+		return failed[0]
+	}
+	return fmt.Errorf("%d of %d disks failed; first: %w", len(failed), len(disks), failed[0])
+}
+
+// progress shows a bar on a terminal and a log line every few seconds
+// otherwise.
+type progress struct {
+	mu    sync.Mutex
+	w     io.Writer
+	name  string
+	tty   bool
+	start time.Time
+	last  time.Time
+	shown bool
+}
+
+func newProgress(w io.Writer, name string) *progress {
+	tty := false
+	if f, ok := w.(*os.File); ok {
+		tty = term.IsTerminal(int(f.Fd()))
+	}
+	return &progress{w: w, name: name, tty: tty, start: time.Now()}
+}
+
+// progressEvery is how often a non-terminal progress line is written.
+const progressEvery = 10 * time.Second
+
+func (p *progress) update(s backup.Progress) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := time.Now()
+	every := progressEvery
+	if p.tty {
+		every = 200 * time.Millisecond
+	}
+	if now.Sub(p.last) < every {
+		return
+	}
+	p.last = now
+	el := now.Sub(p.start).Seconds()
+	rate := float64(s.Done) / max(el, 0.001)
+	line := fmt.Sprintf("%s: %s", p.name, humanBytes(s.Done))
+	if s.Total > 0 {
+		frac := min(float64(s.Done)/float64(s.Total), 1)
+		eta := ""
+		if rate > 0 && s.Total > s.Done {
+			eta = " ETA " + time.Duration(float64(s.Total-s.Done)/rate*float64(time.Second)).Round(time.Second).String()
+		}
+		if p.tty {
+			const width = 30
+			n := int(frac * width)
+			bar := make([]byte, width)
+			for i := range bar {
+				bar[i] = ' '
+				if i < n {
+					bar[i] = '='
+				}
+			}
+			line = fmt.Sprintf("%s [%s] %3.0f%% %s of %s, %s/s%s", p.name, bar, frac*100, humanBytes(s.Done), humanBytes(s.Total), humanBytes(int64(rate)), eta)
+		} else {
+			line = fmt.Sprintf("%s: %s of about %s (%.0f%%), %s/s%s", p.name, humanBytes(s.Done), humanBytes(s.Total), frac*100, humanBytes(int64(rate)), eta)
+		}
+	}
+	if p.tty {
+		fmt.Fprintf(p.w, "\r\033[K%s", line)
+		p.shown = true
+	} else {
+		fmt.Fprintln(p.w, line)
+	}
+}
+
+func (p *progress) done() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.tty && p.shown {
+		fmt.Fprint(p.w, "\r\033[K")
+	}
+}
+
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

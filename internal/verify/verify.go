@@ -1,0 +1,312 @@
+// Package verify re-reads backups from the repository and reports every
+// problem it finds, not just the first: the stored objects against the
+// digests in backup.json, the manifest against its own checksum, every file
+// in every archive against the manifest, and an incremental backup's link to
+// its parent.
+package verify
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"strings"
+
+	"github.com/holdfast-backup/holdfast/internal/archive"
+	"github.com/holdfast-backup/holdfast/internal/manifest"
+	"github.com/holdfast-backup/holdfast/internal/pglabel"
+	"github.com/holdfast-backup/holdfast/internal/repo"
+)
+
+// Problem is one thing wrong with one backup.
+type Problem struct {
+	BackupID string
+	Object   string // the stored object or manifest path concerned, if any
+	Msg      string
+}
+
+func (p Problem) String() string {
+	if p.Object != "" {
+		return fmt.Sprintf("backup %s: %s: %s", p.BackupID, p.Object, p.Msg)
+	}
+	return fmt.Sprintf("backup %s: %s", p.BackupID, p.Msg)
+}
+
+// Backup verifies one backup. catalog holds the committed backups of the
+// same disk, so an incremental backup's parent can be checked.
+func Backup(ctx context.Context, r *repo.Repo, e repo.Entry, catalog []repo.Entry) []Problem {
+	v := &verifier{r: r, e: e}
+	v.run(ctx, catalog)
+	return v.problems
+}
+
+type verifier struct {
+	r        *repo.Repo
+	e        repo.Entry
+	problems []Problem
+	label    []byte
+}
+
+func (v *verifier) add(object, format string, a ...any) {
+	v.problems = append(v.problems, Problem{BackupID: v.e.ID, Object: object, Msg: fmt.Sprintf(format, a...)})
+}
+
+func (v *verifier) run(ctx context.Context, catalog []repo.Entry) {
+	var m *manifest.Manifest
+	mb, err := v.r.ReadManifest(ctx, v.e)
+	if err != nil {
+		v.add("backup_manifest", "%v", err)
+	} else if m, err = manifest.Parse(mb); err != nil {
+		v.add("backup_manifest", "%v", err)
+		m = nil
+	}
+	var want map[string]*manifest.File
+	if m != nil {
+		want = make(map[string]*manifest.File, len(m.Files))
+		for i := range m.Files {
+			want[m.Files[i].Path] = &m.Files[i]
+		}
+	}
+	seen := map[string]bool{}
+	failed := map[string]bool{} // path prefixes whose archive could not be read whole
+	for _, a := range v.e.Archives {
+		if err := ctx.Err(); err != nil {
+			v.add("", "cancelled: %v", err)
+			return
+		}
+		prefix := ""
+		if a.TablespaceID != 0 {
+			prefix = fmt.Sprintf("pg_tblspc/%d/", a.TablespaceID)
+		}
+		if !v.archive(ctx, a, prefix, want, seen) {
+			failed[prefix] = true
+		}
+	}
+	if want != nil {
+		for _, f := range m.Files {
+			if seen[f.Path] || failed[pathPrefix(f.Path)] {
+				continue
+			}
+			v.add(f.Path, "in the manifest but in no archive")
+		}
+		if _, ok := want["global/pg_control"]; !ok {
+			v.add("backup_manifest", "lists no global/pg_control")
+		}
+	}
+	v.checkChain(catalog, m)
+}
+
+// pathPrefix is the manifest path prefix of the archive a file lives in.
+func pathPrefix(p string) string {
+	if rest, ok := strings.CutPrefix(p, "pg_tblspc/"); ok {
+		if oid, _, ok := strings.Cut(rest, "/"); ok {
+			return "pg_tblspc/" + oid + "/"
+		}
+	}
+	return ""
+}
+
+// archive checks one stored archive; it reports false if the archive could
+// not be read to its end.
+func (v *verifier) archive(ctx context.Context, a repo.Archive, prefix string, want map[string]*manifest.File, seen map[string]bool) bool {
+	dir := v.e.Dir
+	ok := true
+	if info, err := v.r.Store().Stat(ctx, dir+a.Index); err != nil {
+		v.add(a.Index, "%v", err)
+	} else if info.Size != a.IndexSize {
+		v.add(a.Index, "size %d, backup.json says %d", info.Size, a.IndexSize)
+	} else if err := v.checkIndex(ctx, a); err != nil {
+		v.add(a.Index, "%v", err)
+	}
+	info, err := v.r.Store().Stat(ctx, dir+a.Object)
+	if err != nil {
+		v.add(a.Object, "%v", err)
+		return false
+	}
+	if info.Size != a.StoredSize {
+		v.add(a.Object, "size %d, backup.json says %d (truncated or overwritten)", info.Size, a.StoredSize)
+	}
+	rc, err := v.r.Store().Open(ctx, dir+a.Object)
+	if err != nil {
+		v.add(a.Object, "%v", err)
+		return false
+	}
+	defer rc.Close()
+	digest := sha256.New()
+	comp := archive.None
+	if a.Compression == "zstd" {
+		comp = archive.Zstd
+	}
+	sr := archive.NewStreamReader(io.TeeReader(rc, digest), comp)
+	isWAL := a.Name == "pg_wal.tar"
+	for {
+		hd, err := sr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			v.add(a.Object, "%v", err)
+			ok = false
+			break
+		}
+		if isWAL || hd.Type != archive.TypeReg {
+			continue
+		}
+		p := prefix + strings.TrimPrefix(hd.Name, "./")
+		if p == "backup_label" && prefix == "" {
+			v.label, err = io.ReadAll(io.LimitReader(sr, 64<<10))
+			if err != nil {
+				v.add(a.Object, "read backup_label: %v", err)
+				ok = false
+				break
+			}
+			v.compare(p, a.Name, hd.Size, v.label, nil, want, seen)
+			continue
+		}
+		var h hash.Hash
+		if f := want[p]; f != nil && f.Algorithm != "" {
+			h, _ = manifest.NewHash(f.Algorithm)
+		}
+		var n int64
+		if h != nil {
+			n, err = io.Copy(h, sr)
+		} else {
+			n, err = io.Copy(io.Discard, sr)
+		}
+		if err != nil {
+			v.add(a.Object, "reading %s: %v", p, err)
+			ok = false
+			break
+		}
+		if n != hd.Size {
+			v.add(a.Object, "%s: read %d bytes, header says %d", p, n, hd.Size)
+		}
+		if walSegmentPath(p) {
+			continue
+		}
+		v.compare(p, a.Name, hd.Size, nil, h, want, seen)
+	}
+	if ok {
+		// Drain what follows the tar trailer so the digest covers the object.
+		if _, err := io.Copy(io.Discard, rc); err != nil {
+			v.add(a.Object, "%v", err)
+			return false
+		}
+		if got := hex.EncodeToString(digest.Sum(nil)); got != a.SHA256 {
+			v.add(a.Object, "stored bytes have SHA-256 %s, backup.json says %s", got, a.SHA256)
+		}
+	}
+	return ok
+}
+
+func walSegmentPath(p string) bool {
+	name, ok := strings.CutPrefix(p, "pg_wal/")
+	if !ok || len(name) != 24 {
+		return false
+	}
+	for _, c := range name {
+		if !('0' <= c && c <= '9' || 'A' <= c && c <= 'F') {
+			return false
+		}
+	}
+	return true
+}
+
+// compare checks one file against its manifest entry.
+func (v *verifier) compare(p, arch string, size int64, data []byte, h hash.Hash, want map[string]*manifest.File, seen map[string]bool) {
+	if want == nil {
+		return
+	}
+	f := want[p]
+	if f == nil {
+		v.add(p, "in archive %s but not in the manifest", arch)
+		return
+	}
+	if seen[p] {
+		v.add(p, "appears more than once")
+	}
+	seen[p] = true
+	if size != f.Size {
+		v.add(p, "size %d in archive %s, manifest says %d", size, arch, f.Size)
+		return
+	}
+	if f.Algorithm == "" {
+		return
+	}
+	if h == nil {
+		h, _ = manifest.NewHash(f.Algorithm)
+		h.Write(data)
+	}
+	if sum := h.Sum(nil); !bytes.Equal(sum, f.Checksum) {
+		v.add(p, "checksum mismatch in archive %s (%s %x, manifest says %x)", arch, f.Algorithm, sum, f.Checksum)
+	}
+}
+
+func (v *verifier) checkIndex(ctx context.Context, a repo.Archive) error {
+	rc, err := v.r.Store().Open(ctx, v.e.Dir+a.Index)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(io.LimitReader(rc, a.IndexSize+1))
+	if err != nil {
+		return err
+	}
+	sum := sha256.Sum256(b)
+	if hex.EncodeToString(sum[:]) != a.IndexSHA256 {
+		return errors.New("index bytes do not match the digest in backup.json")
+	}
+	if _, err := archive.ParseIndex(b); err != nil {
+		return err
+	}
+	return nil
+}
+
+// checkChain checks an incremental backup against its parent.
+func (v *verifier) checkChain(catalog []repo.Entry, m *manifest.Manifest) {
+	if v.label == nil {
+		v.add("backup_label", "not found in base archive")
+		return
+	}
+	l, err := pglabel.Parse(v.label)
+	if err != nil {
+		v.add("backup_label", "%v", err)
+		return
+	}
+	if l.StartLSN != v.e.StartLSN || l.StartTimeline != v.e.Timeline {
+		v.add("backup_label", "starts at %s on timeline %d, backup.json says %s on timeline %d", l.StartLSN, l.StartTimeline, v.e.StartLSN, v.e.Timeline)
+	}
+	if m != nil && m.Version >= 2 && fmt.Sprint(m.SystemIdentifier) != v.e.SystemIdentifier {
+		v.add("backup_manifest", "system identifier %d, backup.json says %s", m.SystemIdentifier, v.e.SystemIdentifier)
+	}
+	if v.e.Parent == nil {
+		if l.Incremental {
+			v.add("backup_label", "says incremental, backup.json says full")
+		}
+		return
+	}
+	if !l.Incremental {
+		v.add("backup_label", "says full, backup.json says incremental")
+		return
+	}
+	var parent *repo.Entry
+	for i := range catalog {
+		if catalog[i].ID == *v.e.Parent {
+			parent = &catalog[i]
+		}
+	}
+	if parent == nil {
+		v.add("", "parent backup %s is missing: this incremental cannot be restored", *v.e.Parent)
+		return
+	}
+	if parent.SystemIdentifier != v.e.SystemIdentifier {
+		v.add("", "parent %s is of system %s, this backup of %s", parent.ID, parent.SystemIdentifier, v.e.SystemIdentifier)
+	}
+	if l.FromLSN != parent.StartLSN || l.FromTimeline != parent.Timeline {
+		v.add("backup_label", "INCREMENTAL FROM %s on timeline %d, but parent %s starts at %s on timeline %d", l.FromLSN, l.FromTimeline, parent.ID, parent.StartLSN, parent.Timeline)
+	}
+}
