@@ -20,6 +20,9 @@ var (
 	ErrNotFound = errors.New("blob: object not found")
 	ErrExists   = errors.New("blob: object already exists")
 	ErrBadKey   = errors.New("blob: invalid key")
+	// ErrRange is returned by OpenRange for an offset that is negative or
+	// past the end of the object.
+	ErrRange = errors.New("blob: range outside object")
 )
 
 // Info describes one stored object.
@@ -35,6 +38,9 @@ type Reader interface {
 	// Open returns a reader over the whole object.
 	Open(ctx context.Context, key string) (io.ReadCloser, error)
 	// OpenRange returns a reader over n bytes starting at off (n < 0: to the end).
+	// A range that runs past the end stops at the end (the reader yields
+	// fewer than n bytes); off == size gives an empty reader; off < 0 or
+	// off > size fails with ErrRange.
 	OpenRange(ctx context.Context, key string, off, n int64) (io.ReadCloser, error)
 	Stat(ctx context.Context, key string) (Info, error)
 	// List calls fn for every object whose key starts with prefix, in
@@ -55,7 +61,8 @@ type Upload interface {
 // Writer is the write side.
 type Writer interface {
 	// Create starts a new object; an existing object at key is replaced on
-	// Commit.
+	// Commit. ctx bounds the whole upload, not just this call: once it is
+	// done, Write and Commit fail and nothing becomes visible.
 	Create(ctx context.Context, key string) (Upload, error)
 	// PutIfAbsent writes small data atomically and durably, failing with
 	// ErrExists if the key exists. It is the repository's commit primitive.
@@ -81,4 +88,14 @@ func CheckKey(key string) error {
 		}
 	}
 	return nil
+}
+
+// CheckPrefix validates a List prefix: empty, a key, or a key followed by
+// "/". The last segment may be partial ("a/b" lists "a/bc" too), so it only
+// has to have a key's shape.
+func CheckPrefix(prefix string) error {
+	if prefix == "" {
+		return nil
+	}
+	return CheckKey(strings.TrimSuffix(prefix, "/"))
 }
