@@ -6,7 +6,7 @@ package app
 
 import (
 	"context"
-	"errors"
+
 	"fmt"
 	"log/slog"
 	"os"
@@ -102,6 +102,3 @@ func Target(c *config.Config, d config.Disk) backup.Target {
 func (a *App) Engine(r *repo.Repo, progress func(backup.Progress)) *backup.Engine {
 	return &backup.Engine{Repo: r, Log: a.Log, Progress: progress}
 }
-
-// ErrNoS3 is returned until the S3 store is wired.
-var ErrNoS3 = errors.New("app: S3 repositories are not supported by this build")
