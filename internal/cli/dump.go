@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -72,11 +74,10 @@ func runDump(ctx context.Context, g *globals, o dumpOptions) error {
 	var failed []error
 	for _, d := range disks {
 		t := app.Target(c, d)
-		p := newProgress(g.stderr, t.String())
+		p := newProgress(g, t.String())
 		res, err := a.Engine(r, p.update).Run(ctx, t, backup.Options{Level: o.level})
 		p.done()
 		if err != nil {
-			g.log.Error("backup failed", "config", c.Name, "host", d.Host, "disk", d.Disk, "error", err.Error())
 			fmt.Fprintf(g.stdout, "%s: FAILED: %s\n", t, oneLine(err.Error()))
 			failed = append(failed, err)
 			continue
@@ -94,11 +95,12 @@ func runDump(ctx context.Context, g *globals, o dumpOptions) error {
 	return fmt.Errorf("%d of %d disks failed; first: %w", len(failed), len(disks), failed[0])
 }
 
-// progress shows a bar on a terminal and a log line every few seconds
-// otherwise.
+// progress shows a bar on a terminal; otherwise it logs a line every
+// progressEvery.
 type progress struct {
 	mu    sync.Mutex
 	w     io.Writer
+	log   *slog.Logger
 	name  string
 	tty   bool
 	start time.Time
@@ -106,15 +108,17 @@ type progress struct {
 	shown bool
 }
 
-func newProgress(w io.Writer, name string) *progress {
+func newProgress(g *globals, name string) *progress {
 	tty := false
-	if f, ok := w.(*os.File); ok {
+	if f, ok := g.stderr.(*os.File); ok {
 		tty = term.IsTerminal(int(f.Fd()))
 	}
-	return &progress{w: w, name: name, tty: tty, start: time.Now()}
+	now := time.Now()
+	return &progress{w: g.stderr, log: g.log, name: name, tty: tty, start: now, last: now}
 }
 
-// progressEvery is how often a non-terminal progress line is written.
+// progressEvery is how often progress is logged when stderr is not a
+// terminal; on a terminal the bar is redrawn every 200 ms.
 const progressEvery = 10 * time.Second
 
 func (p *progress) update(s backup.Progress) {
@@ -129,42 +133,30 @@ func (p *progress) update(s backup.Progress) {
 		return
 	}
 	p.last = now
-	el := now.Sub(p.start).Seconds()
-	rate := float64(s.Done) / max(el, 0.001)
-	line := fmt.Sprintf("%s: %s", p.name, humanBytes(s.Done))
+	rate := float64(s.Done) / max(now.Sub(p.start).Seconds(), 0.001)
+	if !p.tty {
+		p.log.Info("backup progress", "target", p.name, "done_bytes", s.Done, "estimate_bytes", s.Total, "bytes_per_second", int64(rate))
+		return
+	}
+	line := fmt.Sprintf("%s: %s, %s/s", p.name, humanBytes(s.Done), humanBytes(int64(rate)))
 	if s.Total > 0 {
+		const width = 30
 		frac := min(float64(s.Done)/float64(s.Total), 1)
 		eta := ""
 		if rate > 0 && s.Total > s.Done {
 			eta = " ETA " + time.Duration(float64(s.Total-s.Done)/rate*float64(time.Second)).Round(time.Second).String()
 		}
-		if p.tty {
-			const width = 30
-			n := int(frac * width)
-			bar := make([]byte, width)
-			for i := range bar {
-				bar[i] = ' '
-				if i < n {
-					bar[i] = '='
-				}
-			}
-			line = fmt.Sprintf("%s [%s] %3.0f%% %s of %s, %s/s%s", p.name, bar, frac*100, humanBytes(s.Done), humanBytes(s.Total), humanBytes(int64(rate)), eta)
-		} else {
-			line = fmt.Sprintf("%s: %s of about %s (%.0f%%), %s/s%s", p.name, humanBytes(s.Done), humanBytes(s.Total), frac*100, humanBytes(int64(rate)), eta)
-		}
+		bar := strings.Repeat("=", int(frac*width)) + strings.Repeat(" ", width-int(frac*width))
+		line = fmt.Sprintf("%s [%s] %3.0f%% %s of %s, %s/s%s", p.name, bar, frac*100, humanBytes(s.Done), humanBytes(s.Total), humanBytes(int64(rate)), eta)
 	}
-	if p.tty {
-		fmt.Fprintf(p.w, "\r\033[K%s", line)
-		p.shown = true
-	} else {
-		fmt.Fprintln(p.w, line)
-	}
+	fmt.Fprintf(p.w, "\r\033[K%s", line)
+	p.shown = true
 }
 
 func (p *progress) done() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.tty && p.shown {
+	if p.shown {
 		fmt.Fprint(p.w, "\r\033[K")
 	}
 }

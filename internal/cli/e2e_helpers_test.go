@@ -49,7 +49,7 @@ func (e *env) writeConfig(name string, disks ...diskSpec) {
 			b.WriteString(d.extra)
 		}
 	}
-	if err := os.WriteFile(filepath.Join(e.configDir, name+".yaml"), []byte(b.String()), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(e.configDir, name+".yaml"), []byte(b.String()), 0o600); err != nil {
 		e.t.Fatal(err)
 	}
 }

@@ -428,8 +428,11 @@ func (r *Repo) ReadManifest(ctx context.Context, e Entry) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read backup_manifest of %s: %w", e.ID, err)
 	}
-	if int64(len(b)) != e.ManifestSize || sha256Hex(b) != e.ManifestSHA256 {
-		return nil, fmt.Errorf("%w: backup_manifest of %s does not match backup.json (size %d, want %d)", ErrCorrupt, e.ID, len(b), e.ManifestSize)
+	if int64(len(b)) != e.ManifestSize {
+		return nil, fmt.Errorf("%w: backup_manifest of %s has %d bytes, backup.json says %d", ErrCorrupt, e.ID, len(b), e.ManifestSize)
+	}
+	if got := sha256Hex(b); got != e.ManifestSHA256 {
+		return nil, fmt.Errorf("%w: backup_manifest of %s has SHA-256 %s, backup.json says %s (the file was changed or damaged)", ErrCorrupt, e.ID, got, e.ManifestSHA256)
 	}
 	return b, nil
 }

@@ -1,0 +1,135 @@
+package cli
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/holdfast-backup/holdfast/internal/pgtest"
+)
+
+// damage changes one stored object and returns a function that undoes it.
+type damage func(t *testing.T, dir string) (undo func())
+
+func flipByte(name string, at float64) damage {
+	return func(t *testing.T, dir string) func() {
+		p := filepath.Join(dir, name)
+		orig, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := append([]byte(nil), orig...)
+		b[int(float64(len(b)-1)*at)] ^= 0x20
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return func() { os.WriteFile(p, orig, 0o600) }
+	}
+}
+
+func removeObject(name string) damage {
+	return func(t *testing.T, dir string) func() {
+		p := filepath.Join(dir, name)
+		orig, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.Remove(p)
+		return func() { os.WriteFile(p, orig, 0o600) }
+	}
+}
+
+func truncateObject(name string) damage {
+	return func(t *testing.T, dir string) func() {
+		p := filepath.Join(dir, name)
+		orig, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(p, orig[:len(orig)/2], 0o600)
+		return func() { os.WriteFile(p, orig, 0o600) }
+	}
+}
+
+func TestVerifyFindsDamage(t *testing.T) {
+	pgtest.Require(t, 18)
+	c := pgtest.Start(t, pgtest.Options{Version: 18, Tablespaces: 1})
+	c.Exec(t, "postgres", `CREATE TABLE t AS SELECT g, md5(g::text) AS v FROM generate_series(1, 50000) g`)
+	c.Exec(t, "postgres", `CREATE TABLE ts_t TABLESPACE ts1 AS SELECT g FROM generate_series(1, 20000) g`)
+	for _, comp := range []string{"zstd", "none"} {
+		t.Run(comp, func(t *testing.T) {
+			e := newEnv(t)
+			e.writeConfig("c", diskSpec{host: "db1", disk: "d", conn: c.ConnString(pgtest.BackupRole), extra: "    compression: " + comp + "\n"})
+			e.must("dump", "c")
+			b := e.backups("c")[0]
+			dir := e.backupDir(b)
+			ext := map[string]string{"zstd": ".tar.zst", "none": ".tar"}[comp]
+			tsArchive := ""
+			ents, _ := os.ReadDir(dir)
+			for _, en := range ents {
+				if n := en.Name(); n[0] >= '1' && n[0] <= '9' && strings.HasSuffix(n, ext) {
+					tsArchive = n
+				}
+			}
+			if tsArchive == "" {
+				t.Fatalf("no tablespace archive in %s", dir)
+			}
+			for name, d := range map[string]damage{
+				"flipped byte in base archive":       flipByte("base"+ext, 0.5),
+				"flipped byte in tablespace archive": flipByte(tsArchive, 0.3),
+				"flipped byte in WAL archive":        flipByte("pg_wal"+ext, 0.01),
+				"flipped byte in manifest":           flipByte("backup_manifest", 0.5),
+				"flipped byte in backup.json":        flipByte("backup.json", 0.5),
+				"flipped byte in index":              flipByte("base"+ext+".idx", 0.5),
+				"missing archive":                    removeObject(tsArchive),
+				"missing manifest":                   removeObject("backup_manifest"),
+				"truncated archive":                  truncateObject("base" + ext),
+			} {
+				t.Run(name, func(t *testing.T) {
+					undo := d(t, dir)
+					code, out, _ := e.run("verify", "c")
+					undo()
+					if code != ExitVerify {
+						t.Fatalf("verify exit %d, want %d:\n%s", code, ExitVerify, out)
+					}
+					if !strings.Contains(out, b.ID) || strings.Contains(out, ": ok\n") {
+						t.Fatalf("verify output does not name the damaged backup:\n%s", out)
+					}
+					e.must("verify", "c")
+				})
+			}
+		})
+	}
+}
+
+// TestVerifyReportsEveryProblem damages two files of an uncompressed
+// archive and expects both to be reported, each naming its file.
+func TestVerifyReportsEveryProblem(t *testing.T) {
+	pgtest.Require(t, 18)
+	c := pgtest.Start(t, pgtest.Options{Version: 18})
+	e := newEnv(t)
+	e.writeConfig("c", diskSpec{host: "db1", disk: "d", conn: c.ConnString(pgtest.BackupRole), extra: "    compression: none\n"})
+	e.must("dump", "c")
+	dir := e.backupDir(e.backups("c")[0])
+	p := filepath.Join(dir, "base.tar")
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// PG_VERSION and global/pg_control are stored raw; change a data byte of each.
+	for _, name := range []string{"PG_VERSION", "global/pg_control"} {
+		i := strings.Index(string(b), name+"\x00")
+		if i < 0 || i%512 != 0 {
+			t.Fatalf("no tar header for %s", name)
+		}
+		b[i+512+2] ^= 0x01
+	}
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, _ := e.run("verify", "c")
+	if code != ExitVerify || !strings.Contains(out, "PG_VERSION") || !strings.Contains(out, "global/pg_control") {
+		t.Fatalf("verify: exit %d, want both damaged files named:\n%s", code, out)
+	}
+}
