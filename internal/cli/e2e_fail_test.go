@@ -187,3 +187,32 @@ func TestDumpFailures(t *testing.T) {
 		e.must("verify", "c")
 	})
 }
+
+func TestCheck(t *testing.T) {
+	pgtest.Require(t, 17)
+	good := pgtest.Start(t, pgtest.Options{Version: 17})
+	noSummaries := pgtest.Start(t, pgtest.Options{Version: 17, NoWALSummarizer: true})
+	noRole := pgtest.Start(t, pgtest.Options{Version: 17, NoReplicationRole: true})
+	e := newEnv(t)
+	e.writeConfig("c",
+		diskSpec{host: "db1", disk: "good", conn: good.ConnString(pgtest.BackupRole)},
+		diskSpec{host: "db1", disk: "auto without summaries", conn: noSummaries.ConnString(pgtest.BackupRole)},
+		diskSpec{host: "db2", disk: "incremental without summaries", conn: noSummaries.ConnString(pgtest.BackupRole), extra: "    level: incremental\n"},
+		diskSpec{host: "db2", disk: "no replication role", conn: noRole.ConnString(pgtest.BackupRole)},
+	)
+	out := e.must("check", "c", "db1")
+	for _, want := range []string{"OK repository", `OK db1 "good"`, `WARNING db1 "auto without summaries"`, "0 problem(s)"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("check db1 does not say %q:\n%s", want, out)
+		}
+	}
+	code, out, _ := e.run("check", "c")
+	if code != ExitFailure {
+		t.Fatalf("check with failing disks: exit %d, want %d", code, ExitFailure)
+	}
+	for _, want := range []string{`ERROR db2 "incremental without summaries": `, `ERROR db2 "no replication role": `, "REPLICATION", "2 problem(s)"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("check does not say %q:\n%s", want, out)
+		}
+	}
+}

@@ -97,6 +97,7 @@ amdumpd service.`,
 		newDumpCmd(g),
 		newBackupsCmd(g),
 		newVerifyCmd(g),
+		newCheckCmd(g),
 		newRestoreCmd(g),
 		newVersionCmd(g),
 	)
