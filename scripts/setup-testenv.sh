@@ -112,7 +112,9 @@ step_apt() {
 step_pg15_cluster() {
 	local conf=/etc/postgresql/15/main/start.conf changed=
 	if [ -d /etc/postgresql/15/main ]; then
-		if pg_lsclusters -h 2>/dev/null | awk '$1 == 15 && $2 == "main" && $4 == "online" { f = 1 } END { exit !f }'; then
+		# Debian's external_pid_file; cheaper than pg_lsclusters (perl) on every run.
+		local pidfile=/run/postgresql/15-main.pid
+		if [ -s "$pidfile" ] && kill -0 "$(head -n 1 "$pidfile")" 2>/dev/null; then
 			need_root "stopping cluster 15/main"
 			pg_ctlcluster 15 main stop
 			changed="stopped it"
@@ -233,10 +235,12 @@ debian_mirror() {
 private_apt() {
 	local cmd=$1
 	shift
-	local d=$HOLDFAST_CACHE/apt-src
+	local d=$HOLDFAST_CACHE/apt-src extra=()
+	# A dated snapshot archive's Release files are past their Valid-Until by design.
+	case $(debian_mirror) in */archive/*/[0-9]*T[0-9]*Z*) extra=(-o Acquire::Check-Valid-Until=false) ;; esac
 	"$cmd" -o Dir::Etc::SourceList="$d/sources.list" -o Dir::Etc::SourceParts=/dev/null \
 		-o Dir::State::Lists="$d/lists" -o Dir::Cache="$d/cache" \
-		-o Acquire::Languages=none "$@"
+		-o Acquire::Languages=none "${extra[@]}" "$@"
 }
 
 private_apt_update() {
@@ -268,8 +272,11 @@ step_pg_tools() {
 	private_apt_update
 	local src=$HOLDFAST_CACHE/downloads/src/$major orig
 	mkdir -p "$src"
-	(cd "$src" && private_apt apt-get source --download-only "postgresql-$major")
-	orig=$(ls -t "$src"/postgresql-"$major"_*.orig.tar.* | head -n 1)
+	if ! (cd "$src" && private_apt apt-get source --download-only "postgresql-$major"); then
+		echo "no source of postgresql-$major in suites ${tools_suites[*]} of $(debian_mirror): if that is a dated snapshot, set HOLDFAST_DEBIAN_MIRROR to a current Debian mirror" >&2
+		return 1
+	fi
+	orig=$(printf '%s\n' "$src"/postgresql-"$major"_*.orig.tar.* | sort -V | tail -n 1)
 	echo "source: $orig"
 
 	local build=$HOLDFAST_CACHE/build/$major
@@ -324,22 +331,22 @@ step_perms() {
 		echo cached >&3
 		return 0
 	fi
-	local d=$HOLDFAST_CACHE fixed=()
-	while [ "$d" != / ]; do
-		if ! runuser -u postgres -- test -x "$d"; then
-			if [ "$(stat -c %u "$d")" = "$(id -u)" ]; then
-				chmod o+x "$d"
-				fixed+=("$d")
-			else
-				echo "$d is not traversable by user postgres and not ours: chmod o+x it, or set HOLDFAST_CACHE elsewhere" >&2
-				return 1
-			fi
+	# Top down, so that each check sees its parents already fixed.
+	local d= c fixed=() parts
+	IFS=/ read -r -a parts <<<"${HOLDFAST_CACHE#/}"
+	for c in "${parts[@]}"; do
+		d+=/$c
+		runuser -u postgres -- test -x "$d" && continue
+		if [ "$(stat -c %u "$d")" != "$(id -u)" ]; then
+			echo "$d is not traversable by user postgres and not ours: chmod o+x it, or set HOLDFAST_CACHE elsewhere" >&2
+			return 1
 		fi
-		d=$(dirname "$d")
+		chmod o+x "$d"
+		fixed+=("$d")
 	done
 	chmod -R o+rX "$HOLDFAST_CACHE/pg"
 	runuser -u postgres -- test -x "$target"
-	echo "ok (chmod o+x ${fixed[*]:-nothing})" >&3
+	echo "ok (chmod o+x: ${fixed[*]:-nothing})" >&3
 }
 
 run_step "apt packages" step_apt

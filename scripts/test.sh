@@ -5,9 +5,9 @@
 # CI=true is exported unless already set, so a missing server or tool fails the run instead
 # of skipping tests (see internal/envtest). Extra arguments go to "go test" (e.g. -run X).
 #
-# Environment: HOLDFAST_CACHE (default <repo>/.cache), CI, HOLDFAST_TEST_P (packages tested
-# at once, default 2: integration tests are mostly waiting on servers; the machines have 2
-# cores).
+# Environment: HOLDFAST_CACHE (default <repo>/.cache), CI, HOLDFAST_TEST_PKGS (packages to
+# vet and test, default ./...), HOLDFAST_TEST_P (packages tested at once, default 2: the
+# integration tests mostly wait on servers, and the machines have 2 cores).
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -18,14 +18,15 @@ export CI=${CI:-true}
 "$repo/scripts/setup-testenv.sh"
 
 t0=$EPOCHREALTIME
-echo "test: go vet ./..."
-go vet ./...
+read -r -a pkgs <<<"${HOLDFAST_TEST_PKGS:-./...}"
+echo "test: go vet ${pkgs[*]}"
+go vet "${pkgs[@]}"
 
-echo "test: go test -race -count=1 -timeout 60m -p ${HOLDFAST_TEST_P:-2} ./... $*"
+echo "test: go test -race -count=1 -timeout 60m -p ${HOLDFAST_TEST_P:-2} $* ${pkgs[*]}"
 log=$(mktemp /tmp/holdfast-test.XXXXXX)
 trap 'rm -f "$log"' EXIT
 set +e
-go test -race -count=1 -timeout 60m -p "${HOLDFAST_TEST_P:-2}" "$@" ./... 2>&1 | tee "$log"
+go test -race -count=1 -timeout 60m -p "${HOLDFAST_TEST_P:-2}" "$@" "${pkgs[@]}" 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
 set -e
 

@@ -172,18 +172,22 @@ func (d *Dialer) handshake(c *conn, body string) (Reply, error) {
 				return Reply{}, &RefusedError{Type: NAK, Lines: append(r.Errors, r.Lines...)}
 			case REP:
 				r := ParseReply(p.Body)
-				// The ACK goes out before anything else: amandad would take
-				// early stream data for a new packet and kill the stream.
+				// Streams are registered before the ACK, which lets the
+				// server send on them. The ACK goes out before any stream
+				// data of ours: amandad would take early stream data for a
+				// new packet and kill the stream.
+				if len(r.Errors) == 0 {
+					for _, s := range r.Streams {
+						if s.ID > 0 && s.ID <= 1<<32-1 {
+							c.stream(uint32(s.ID))
+						}
+					}
+				}
 				if err := c.writePacket(packetHandle, Packet{Type: ACK}); err != nil {
 					return Reply{}, err
 				}
 				if len(r.Errors) > 0 {
 					return Reply{}, &RefusedError{Type: REP, Lines: r.Errors}
-				}
-				for _, s := range r.Streams {
-					if s.ID > 0 && s.ID <= 1<<32-1 {
-						c.stream(uint32(s.ID))
-					}
 				}
 				return r, nil
 			}

@@ -21,6 +21,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/holdfast-backup/holdfast/internal/amanda"
+	"github.com/holdfast-backup/holdfast/internal/amandatest"
 	"github.com/holdfast-backup/holdfast/internal/amdumpd"
 )
 
@@ -251,7 +252,7 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 // TestClientAgainstRealAmandad: Holdfast's client talks to Debian's real
 // amandad + amdumpd (spec §9.4), which answers from its own configuration.
 func TestClientAgainstRealAmandad(t *testing.T) {
-	paths := requireAmanda(t)
+	paths := amandatest.RequireAmservice(t)
 	backup, _ := user.Lookup("backup")
 	lab := newAmandaLab(t, backup)
 	allowAmdumpd(t, backup)

@@ -1,15 +1,13 @@
 package amdumpd_test
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
 	"os"
 	"os/exec"
-	"os/user"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -22,122 +20,6 @@ import (
 	"github.com/holdfast-backup/holdfast/internal/amdumpd"
 	"github.com/holdfast-backup/holdfast/internal/envtest"
 )
-
-// requireAmanda returns Amanda's programs, and checks what the tests with
-// them need: root (amservice and amandad run as the Amanda user
-// "backup", through runuser) and that user.
-func requireAmanda(t *testing.T) amandatest.Paths {
-	t.Helper()
-	paths := amandatest.Require(t)
-	if os.Geteuid() != 0 {
-		envtest.Missing(t, "the tests with Debian's Amanda run as root (they start amservice/amandad as user backup)")
-	}
-	if _, err := user.Lookup("backup"); err != nil {
-		envtest.Missing(t, "user backup (Debian's Amanda user): %v", err)
-	}
-	if _, err := exec.LookPath("runuser"); err != nil {
-		envtest.Missing(t, "runuser (util-linux): %v", err)
-	}
-	return paths
-}
-
-// amservice runs the real amservice as user backup against a server on
-// 127.0.0.1:port, with its CTL stream on stdin/stdout (spec §9.3).
-type amservice struct {
-	t     *testing.T
-	cmd   *exec.Cmd
-	in    io.WriteCloser
-	lines chan string
-	done  chan struct{} // closed when amservice has exited
-	err   error         // its Wait error, once done
-}
-
-func startAmservice(t *testing.T, paths amandatest.Paths, port int, extra ...string) *amservice {
-	t.Helper()
-	args := append([]string{"-u", "backup", "--", paths.Amservice,
-		"-o", fmt.Sprintf("client_port=%d", port),
-		"-o", "connect_tries=1", "-o", "req_tries=1", "-o", "ctimeout=15"},
-		extra...)
-	args = append(args, "-f", "/dev/null", "-s", "localhost", "bsdtcp", "amdumpd")
-	cmd := exec.Command("runuser", args...)
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = cmd.Stdout
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	a := &amservice{t: t, cmd: cmd, in: in, lines: make(chan string, 1024), done: make(chan struct{})}
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			a.lines <- sc.Text()
-		}
-		close(a.lines)
-		a.err = cmd.Wait()
-		close(a.done)
-	}()
-	t.Cleanup(func() {
-		in.Close()
-		select {
-		case <-a.done:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-		}
-	})
-	return a
-}
-
-func (a *amservice) send(line string) {
-	a.t.Helper()
-	if _, err := io.WriteString(a.in, line+"\n"); err != nil {
-		a.t.Fatalf("amservice stdin: %v", err)
-	}
-}
-
-// until collects lines until one matches end (included), the output ends,
-// or quiet passes without a line.
-func (a *amservice) until(end *regexp.Regexp, quiet time.Duration) []string {
-	var got []string
-	for {
-		select {
-		case l, ok := <-a.lines:
-			if !ok {
-				return got
-			}
-			got = append(got, l)
-			if end != nil && end.MatchString(l) {
-				return got
-			}
-		case <-time.After(quiet):
-			return got
-		}
-	}
-}
-
-// wait returns amservice's exit status.
-func (a *amservice) wait() int {
-	a.t.Helper()
-	select {
-	case <-a.done:
-		var ee *exec.ExitError
-		if errors.As(a.err, &ee) {
-			return ee.ExitCode()
-		}
-		if a.err != nil {
-			a.t.Fatal(a.err)
-		}
-		return 0
-	case <-time.After(30 * time.Second):
-		a.t.Fatal("amservice did not exit")
-		return -1
-	}
-}
 
 func startForAmservice(t *testing.T, backend amdumpd.Backend, users ...string) int {
 	t.Helper()
@@ -166,20 +48,20 @@ var (
 // TestAmserviceDrivesServer: Debian's real amservice, from a reserved
 // port, through every command of the service (spec §9.3).
 func TestAmserviceDrivesServer(t *testing.T) {
-	paths := requireAmanda(t)
+	paths := amandatest.RequireAmservice(t)
 	backend, cfg := newLab()
 	cfg.failDisk = map[string]error{diskDir1: errors.New("connect to db1: connection refused")}
 	port := startForAmservice(t, backend, "backup")
 
-	a := startAmservice(t, paths, port)
+	a := amandatest.StartAmservice(t, paths, port)
 	step := func(cmd string, end *regexp.Regexp, want ...string) {
 		t.Helper()
-		a.send(cmd)
+		a.Send(cmd)
 		quiet := 5 * time.Second
 		if end == nil {
 			quiet = time.Second
 		}
-		got := a.until(end, quiet)
+		got := a.Until(end, quiet)
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("%s (-want +got):\n%s", cmd, diff)
 		}
@@ -195,7 +77,7 @@ func TestAmserviceDrivesServer(t *testing.T) {
 	step("DISK "+diskDir1, endDisk, "DISK "+diskDir1+" added")
 	step("DUMP", endDump, "DUMPING", "FAILED "+diskDir1+" connect to db1: connection refused", "ENDDUMP")
 	step("END", nil, "Connected")
-	if code := a.wait(); code != 0 {
+	if code := a.Wait(); code != 0 {
 		t.Errorf("amservice exit status %d", code)
 	}
 	if dumps, dumped := cfg.stats(); dumps != 2 || !cmp.Equal(dumped, []string{diskSpace, diskSpace}) {
@@ -206,18 +88,18 @@ func TestAmserviceDrivesServer(t *testing.T) {
 // TestAmserviceRefused: a user the host does not list gets a NAK that
 // amservice prints, with exit status 1.
 func TestAmserviceRefused(t *testing.T) {
-	paths := requireAmanda(t)
+	paths := amandatest.RequireAmservice(t)
 	backend, _ := newLab()
 	port := startForAmservice(t, backend, "nobody")
-	a := startAmservice(t, paths, port)
+	a := amandatest.StartAmservice(t, paths, port)
 	start := time.Now()
-	got := a.until(nil, 20*time.Second)
+	got := a.Until(nil, 20*time.Second)
 	t.Logf("amservice ended after %v", time.Since(start))
 	want := []string{"ERROR user backup from localhost is not allowed to execute the service amdumpd: user backup is not among the users of host localhost"}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("amservice output (-want +got):\n%s", diff)
 	}
-	if code := a.wait(); code != 1 {
+	if code := a.Wait(); code != 1 {
 		t.Errorf("exit status %d, want 1", code)
 	}
 }
@@ -225,9 +107,9 @@ func TestAmserviceRefused(t *testing.T) {
 // TestAmdumpClient: Debian's amdump_client (which wraps amservice) lists,
 // checks and dumps through Holdfast, and prints a failed disk's line.
 func TestAmdumpClient(t *testing.T) {
-	requireAmanda(t)
-	client, err := exec.LookPath("amdump_client")
-	if err != nil {
+	paths := amandatest.RequireAmservice(t)
+	client := filepath.Join(filepath.Dir(paths.Amservice), "amdump_client")
+	if _, err := os.Stat(client); err != nil {
 		envtest.Missing(t, "amdump_client (Debian package amanda-client): %v", err)
 	}
 	backend, cfg := newLab()
@@ -237,7 +119,7 @@ func TestAmdumpClient(t *testing.T) {
 		t.Helper()
 		argv := append([]string{"-u", "backup", "--", client, "--config", "amtest",
 			"-o", "amdump_server=localhost", "-o", "auth=bsdtcp", "-o", fmt.Sprintf("client_port=%d", port)}, args...)
-		out, err := exec.Command("runuser", argv...).CombinedOutput()
+		out, err := exec.Command(amandatest.Runuser(), argv...).CombinedOutput()
 		if err != nil {
 			t.Fatalf("amdump_client %s: %v\n%s", strings.Join(args, " "), err, out)
 		}

@@ -236,3 +236,11 @@ func chownPostgres(t *testing.T, p string) {
 		t.Fatal(err)
 	}
 }
+
+func currentUser(t *testing.T) string {
+	u, err := user.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u.Username
+}

@@ -98,6 +98,8 @@ amdumpd service.`,
 		newBackupsCmd(g),
 		newVerifyCmd(g),
 		newCheckCmd(g),
+		newServeCmd(g),
+		newClientCmd(g),
 		newRestoreCmd(g),
 		newVersionCmd(g),
 	)

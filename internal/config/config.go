@@ -110,7 +110,7 @@ func (d Disk) String() string { return d.Host + ":" + d.Disk }
 type Host struct {
 	Name      string         // a host with disks in this config, lower case
 	Addresses []netip.Prefix // peer addresses; empty: forward-confirmed reverse DNS of Name
-	Users     []string       // client users allowed; empty: any
+	Users     []string       // client users allowed; empty: nobody (secure by default)
 	TLSNames  []string       // client-certificate names for this host, lower case
 	Line      int            // line in the config file; 0 when built in code
 }

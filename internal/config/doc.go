@@ -85,7 +85,7 @@
 //	    # peer must match the forward-confirmed reverse DNS of name. An address may
 //	    # belong to one host only; prefixes must have no bits set after their length.
 //	    addresses: ["127.0.0.1", "10.0.0.0/24"]
-//	    users: ["amandabackup"]    # client users allowed (Amanda's .amandahosts); empty: any.
+//	    users: ["amandabackup"]    # client users allowed (Amanda's .amandahosts); empty: nobody.
 //	                               # The client claims its user name; addresses prove more.
 //	    tls_names: ["db1.example"] # client-certificate names of this host (TLS transport);
 //	                               # each name belongs to one host

@@ -3,6 +3,7 @@ package envtest
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -70,4 +71,16 @@ func Executable(t testing.TB, what, path string) {
 	if err != nil || fi.IsDir() || fi.Mode()&0o111 == 0 {
 		Missing(t, "%s not found at %s: run %s", what, path, Setup)
 	}
+}
+
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago. Another process may
+// take it before the caller binds it: servers started on it should retry with a new port.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("envtest: find a free port: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
 }

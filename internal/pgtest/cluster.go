@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +18,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/holdfast-backup/holdfast/internal/envtest"
 )
 
 // Options describe a throwaway cluster. The zero value of every field but Version is a
@@ -232,7 +233,7 @@ func (c *Cluster) start(t testing.TB) {
 	t.Helper()
 	for attempt := 1; ; attempt++ {
 		if c.Port == 0 || attempt > 1 {
-			c.Port = freePort(t)
+			c.Port = envtest.FreePort(t)
 		}
 		err := c.startOnce()
 		if err == nil {
@@ -568,17 +569,6 @@ func settings(o Options) string {
 		fmt.Fprintf(&b, "%s = %s\n", k, quoteLiteral(s[k]))
 	}
 	return b.String()
-}
-
-// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("pgtest: find a free port: %v", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // makeTraversable makes sure the OS user postgres can enter every ancestor of path. It gives

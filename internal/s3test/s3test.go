@@ -1,6 +1,7 @@
 package s3test
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -70,16 +71,19 @@ func Start(t testing.TB) *Server {
 		if err == nil {
 			return s
 		}
-		if attempt == 5 {
-			b, _ := os.ReadFile(s.LogFile)
+		b, _ := os.ReadFile(s.LogFile)
+		if attempt == 5 || !bytes.Contains(b, []byte("address already in use")) {
 			t.Fatalf("s3test: start versitygw on %s: %v; its log:\n%s", s.Addr, err, b)
+		}
+		if err := os.Truncate(s.LogFile, 0); err != nil {
+			t.Fatalf("s3test: %v", err)
 		}
 	}
 }
 
 func (s *Server) start(t testing.TB, bin, versions string) error {
 	t.Helper()
-	s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t)))
+	s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(envtest.FreePort(t)))
 	s.Endpoint = "http://" + s.Addr
 	log, err := os.OpenFile(s.LogFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -152,16 +156,6 @@ func (s *Server) CreateBucket(t testing.TB, name string, opts minio.MakeBucketOp
 	if err := s.Client(t).MakeBucket(ctx, name, opts); err != nil {
 		t.Fatalf("s3test: create bucket %s on %s: %v", name, s.Endpoint, err)
 	}
-}
-
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("s3test: find a free port: %v", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 func randomHex(t testing.TB, n int) string {
