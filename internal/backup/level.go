@@ -79,6 +79,9 @@ func (e *Engine) incrementalBlocker(ctx context.Context, conn *pgrepl.Conn, t Ta
 	case p.PGVersion < 17:
 		return fmt.Sprintf("the newest backup %s was taken from PostgreSQL %d, whose manifest cannot seed an incremental backup", p.ID, p.PGVersion), nil, nil
 	}
+	if _, err := e.Repo.ReadManifest(ctx, p); err != nil {
+		return fmt.Sprintf("the newest backup %s cannot be a parent: %v (holdfast verify %s)", p.ID, err, t.Config), nil, nil
+	}
 	return "", &p, nil
 }
 

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"syscall"
 
-	"github.com/holdfast-backup/holdfast/internal/backup"
 	"github.com/holdfast-backup/holdfast/internal/job"
 	"github.com/holdfast-backup/holdfast/internal/repo"
 	"github.com/holdfast-backup/holdfast/internal/restore"
@@ -31,7 +30,7 @@ func classify(err error) error {
 		return withCode(ExitConnect, err)
 	case errors.Is(err, repo.ErrNotFound), errors.Is(err, repo.ErrNotAnRepo):
 		return withCode(ExitNotFound, err)
-	case errors.Is(err, restore.ErrTarget), errors.Is(err, backup.ErrLevel):
+	case errors.Is(err, restore.ErrTarget):
 		return withCode(ExitUsage, err)
 	}
 	return err

@@ -83,8 +83,12 @@ func runDump(ctx context.Context, g *globals, o dumpOptions) error {
 			continue
 		}
 		e := res.Entry
-		fmt.Fprintf(g.stdout, "%s: %s backup %s committed: %s in %s, stored %s\n", t, e.Level, e.ID,
-			humanBytes(e.SizeBytes), e.FinishedAt.Sub(e.StartedAt).Round(time.Millisecond), humanBytes(e.StoredBytes))
+		note := ""
+		if res.LevelNote != "" {
+			note = " (full because " + res.LevelNote + ")"
+		}
+		fmt.Fprintf(g.stdout, "%s: %s backup %s committed: %s in %s, stored %s%s\n", t, e.Level, e.ID,
+			humanBytes(e.SizeBytes), e.FinishedAt.Sub(e.StartedAt).Round(time.Millisecond), humanBytes(e.StoredBytes), note)
 	}
 	switch len(failed) {
 	case 0:
