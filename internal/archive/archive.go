@@ -13,6 +13,10 @@ import (
 // not match itself or the data it describes. Test for it with errors.Is.
 var ErrCorrupt = errors.New("archive: corrupt")
 
+// ErrIndexVersion is wrapped by the error ParseIndex returns for an index
+// written in a format version this build does not know.
+var ErrIndexVersion = errors.New("archive: unsupported index version")
+
 // errClosed is returned by a Writer used after Close.
 var errClosed = errors.New("archive: writer is closed")
 

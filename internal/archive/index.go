@@ -199,8 +199,8 @@ func uvarintLen(v uint64) int {
 // ParseIndex decodes and checks an index. It refuses versions it does not
 // know and any inconsistency: wrong CRC, counts or sizes out of range, frames
 // that do not tile the archive, frame cuts where the format forbids them,
-// members that overrun the archive. Errors other than an unknown version wrap
-// ErrCorrupt. The memory it allocates is proportional to len(b).
+// members that overrun the archive. An unknown version gives an error
+// wrapping ErrIndexVersion; every other error wraps ErrCorrupt. The memory it allocates is proportional to len(b).
 func ParseIndex(b []byte) (*Index, error) {
 	if len(b) < indexFixed+indexCRC {
 		return nil, corruptf("index: %d bytes is too short", len(b))
@@ -209,7 +209,7 @@ func ParseIndex(b []byte) (*Index, error) {
 		return nil, corruptf("index: bad magic %q", b[:8])
 	}
 	if v := binary.LittleEndian.Uint16(b[8:]); v != indexVersion {
-		return nil, fmt.Errorf("archive: index format version %d is not supported (this build reads version %d): use a newer holdfast", v, indexVersion)
+		return nil, fmt.Errorf("%w %d (this build reads version %d): use a newer holdfast", ErrIndexVersion, v, indexVersion)
 	}
 	body := b[:len(b)-indexCRC]
 	if got, want := crc32.Checksum(body, castagnoli), binary.LittleEndian.Uint32(b[len(body):]); got != want {

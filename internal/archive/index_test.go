@@ -3,6 +3,7 @@ package archive_test
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"hash/crc32"
 	"strings"
 	"testing"
@@ -53,7 +54,7 @@ func TestIndexDamage(t *testing.T) {
 	}
 	v2 := bytes.Clone(good)
 	v2[8] = 2
-	if _, err := archive.ParseIndex(fixCRC(v2)); err == nil || isCorrupt(err) || !strings.Contains(err.Error(), "version 2") {
+	if _, err := archive.ParseIndex(fixCRC(v2)); !errors.Is(err, archive.ErrIndexVersion) || isCorrupt(err) || !strings.Contains(err.Error(), "version 2") {
 		t.Fatalf("version 2: %v", err)
 	}
 }
@@ -63,10 +64,13 @@ func TestIndexDamage(t *testing.T) {
 func TestIndexInconsistent(t *testing.T) {
 	_, res, _ := smallArchive(t, archive.Zstd)
 	edits := map[string]func(x *archive.Index){
-		"frames short":        func(x *archive.Index) { x.Frames = x.Frames[:len(x.Frames)-1] },
-		"raw size":            func(x *archive.Index) { x.RawSize += 512 },
-		"stored size":         func(x *archive.Index) { x.StoredSize++ },
-		"frame over cap":      func(x *archive.Index) { x.FrameSize = archive.MinFrameSize; x.Frames[0].RawSize = archive.MinFrameSize + 1 },
+		"frames short": func(x *archive.Index) { x.Frames = x.Frames[:len(x.Frames)-1] },
+		"raw size":     func(x *archive.Index) { x.RawSize += 512 },
+		"stored size":  func(x *archive.Index) { x.StoredSize++ },
+		"frame over cap": func(x *archive.Index) {
+			x.FrameSize = archive.MinFrameSize
+			x.Frames[0].RawSize = archive.MinFrameSize + 1
+		},
 		"cut off alignment":   func(x *archive.Index) { x.Frames[0].RawSize -= 512; x.Frames[1].RawSize += 512 },
 		"member past trailer": func(x *archive.Index) { x.Members[len(x.Members)-1].Size += 1024 },
 		"dir with size":       func(x *archive.Index) { x.Members[0].Type = archive.TypeDir },

@@ -122,8 +122,8 @@ func (a memberReaderAt) ReadAt(p []byte, off int64) (int, error) { return a.r.Re
 
 // checkMember refuses a member that does not lie inside this archive.
 func (r *Reader) checkMember(m *Member) error {
-	if m.HeaderOffset < 0 || m.Size < 0 || m.DataOffset != m.HeaderOffset+blockSize ||
-		m.Size > maxMemberSize || m.end() > r.idx.trailerOffset() {
+	if m.HeaderOffset < 0 || m.HeaderOffset > r.idx.RawSize || m.DataOffset != m.HeaderOffset+blockSize ||
+		m.Size < 0 || m.Size > maxMemberSize || m.end() > r.idx.trailerOffset() {
 		return fmt.Errorf("archive: member %q (offset %d, size %d) is not in this archive", m.Name, m.HeaderOffset, m.Size)
 	}
 	return nil

@@ -35,22 +35,24 @@ type Writer struct {
 	err error // sticky; first parse or write error seen by Write
 
 	// Tar walk state, owned by Write.
-	pos      int64 // tar offset of the next input byte
-	hdr      [blockSize]byte
-	hdrN     int
-	state    walkState
-	members  []Member
-	cur      int   // index of the member whose data is being read
-	dataEnd  int64 // end of cur's data (before padding)
-	memEnd   int64 // end of cur's padded data
-	nextCut  int64 // next in-member cut point (≤ memEnd)
-	frame    *frame
+	pos     int64 // tar offset of the next input byte
+	hdr     [blockSize]byte
+	hdrN    int
+	state   walkState
+	members []Member
+	cur     int   // index of the member whose data is being read
+	dataEnd int64 // end of cur's data (before padding)
+	memEnd  int64 // end of cur's padded data
+	nextCut int64 // next in-member cut point (≤ memEnd)
+	frame   *frame
 
 	// Pipeline.
-	free      chan *frame // frames ready for reuse; capacity maxFrames
-	allocated int         // frames made so far, ≤ maxFrames
-	work      chan *frame // to the compressors, capacity maxFrames
-	order     chan *frame // to the output goroutine, in stream order, capacity maxFrames
+	// Bound: Concurrency+2 frames in all. Each channel can hold every frame,
+	// so only taking from free ever blocks.
+	free      chan *frame // frames ready for reuse
+	allocated int         // frames made so far, ≤ cap(free)
+	work      chan *frame // to the compressors
+	order     chan *frame // to the output goroutine, in stream order
 	wg        sync.WaitGroup
 	closed    bool
 
