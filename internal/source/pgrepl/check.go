@@ -17,6 +17,7 @@ const (
 	StatusFailed
 )
 
+// String is "ok", "warning" or "failed".
 func (s Status) String() string {
 	switch s {
 	case StatusOK:
@@ -150,7 +151,8 @@ func Check(ctx context.Context, conninfo string, opts CheckOptions, copts ...Opt
 	} else if v == "on" {
 		ok(CheckDataChecksums, "data checksums are on: pages are verified while backing up")
 	} else {
-		ok(CheckDataChecksums, "data checksums are %s: damaged pages cannot be detected while backing up (pg_checksums --enable on a stopped server turns them on)", v)
+		out = append(out, Finding{Check: CheckDataChecksums, Status: StatusWarning,
+			Message: fmt.Sprintf("data checksums are %s: damaged pages cannot be detected while backing up (pg_checksums --enable on a stopped server turns them on)", v)})
 	}
 	return out
 }

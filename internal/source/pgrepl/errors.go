@@ -78,6 +78,7 @@ type Error struct {
 	Err    error
 }
 
+// Error is "<Op>: <Reason>".
 func (e *Error) Error() string {
 	if e.Op == "" {
 		return e.Reason
@@ -105,8 +106,6 @@ const (
 	codeTooManyConnections  = "53300"
 	codeCannotConnectNow    = "57P03"
 	codeDataCorrupted       = "XX001"
-	codeInternalError       = "XX000"
-	codeObjectNotInPrereq   = "55000"
 	codeFeatureNotSupported = "0A000"
 	codeAdminShutdown       = "57P01"
 )
@@ -189,7 +188,7 @@ func classifyStartupError(op, user string, pe *pgconn.PgError) error {
 			Reason: "role " + quoteIdent(user) + " has no REPLICATION attribute (" + oneLine(pe.Message) +
 				"): ALTER ROLE " + quoteIdent(user) + " REPLICATION"}
 	case codeTooManyConnections:
-		if strings.Contains(pe.Message, "max_wal_senders (currently 0)") {
+		if strings.Contains(pe.Message, "max_wal_senders") && strings.Contains(pe.Message, "(currently 0)") {
 			return &Error{Op: op, Kind: ErrWALLevel, Err: pe,
 				Reason: reason + ": WAL senders are disabled; set wal_level = replica and max_wal_senders to at least 2 in postgresql.conf and restart the server"}
 		}

@@ -4,11 +4,19 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -99,7 +107,7 @@ func (s *fileSink) close() {
 // backupWithStreamedWAL does what the backup engine does for a full backup
 // with -X stream semantics: a second connection creates its slot before
 // BASE_BACKUP, starts streaming at the backup's start and stops at its end.
-func backupWithStreamedWAL(t *testing.T, ctx context.Context, conninfo, dir string, opts pgrepl.BaseBackupOptions) (pgrepl.Result, pgrepl.StreamResult) {
+func backupWithStreamedWAL(t *testing.T, ctx context.Context, conninfo, dir string, opts pgrepl.BaseBackupOptions, statusInterval time.Duration, onStart func(pgrepl.Start)) (pgrepl.Result, pgrepl.StreamResult) {
 	t.Helper()
 	c, err := pgrepl.Connect(ctx, conninfo)
 	if err != nil {
@@ -137,13 +145,18 @@ func backupWithStreamedWAL(t *testing.T, ctx context.Context, conninfo, dir stri
 	go func() {
 		select {
 		case st := <-starts:
-			res, err := wc.StreamWAL(streamCtx, pgrepl.StreamOptions{Start: st.LSN, Timeline: st.Timeline, Slot: slot, SystemID: sys.SystemID}, walFile, stop)
+			res, err := wc.StreamWAL(streamCtx, pgrepl.StreamOptions{Start: st.LSN, Timeline: st.Timeline, Slot: slot, SystemID: sys.SystemID, StatusInterval: statusInterval}, walFile, stop)
 			streamed <- streamOut{res, err}
 		case <-streamCtx.Done():
 			streamed <- streamOut{err: streamCtx.Err()}
 		}
 	}()
-	sink := &fileSink{dir: dir, onStart: func(st pgrepl.Start) { starts <- st }}
+	sink := &fileSink{dir: dir, onStart: func(st pgrepl.Start) {
+		starts <- st
+		if onStart != nil {
+			onStart(st)
+		}
+	}}
 	res, err := c.BaseBackup(ctx, opts, sink)
 	sink.close()
 	if err != nil {
@@ -190,7 +203,7 @@ func TestIntegrationBackup(t *testing.T) {
 		dir := t.TempDir()
 		res, sres := backupWithStreamedWAL(t, ctx, conninfo, dir, pgrepl.BaseBackupOptions{
 			Label: "it's a label", Progress: true, Manifest: pgrepl.ManifestYes, ManifestChecksums: "SHA256",
-		})
+		}, 0, nil)
 		t.Logf("backup %s..%s, %d archives, WAL %s..%s in %v", res.Start, res.End, len(res.Archives), sres.Start, sres.End, sres.Segments)
 
 		if res.End < res.Start || res.StartTimeline != 1 || res.EndTimeline != 1 {
@@ -308,7 +321,7 @@ func TestIntegrationWALAcrossSegments(t *testing.T) {
 			}
 			done <- err
 		}()
-		res, sres := backupWithStreamedWAL(t, ctx, cl.TCPConnString(pgtest.BackupRole), dir, pgrepl.BaseBackupOptions{MaxRate: 8192, Manifest: pgrepl.ManifestYes})
+		res, sres := backupWithStreamedWAL(t, ctx, cl.TCPConnString(pgtest.BackupRole), dir, pgrepl.BaseBackupOptions{MaxRate: 8192, Manifest: pgrepl.ManifestYes}, 0, nil)
 		if err := <-done; err != nil {
 			t.Fatal(err)
 		}
@@ -506,26 +519,43 @@ func TestIntegrationConnectErrors(t *testing.T) {
 		// sender.
 		cl := pgtest.Start(t, pgtest.Options{Version: v, Auth: "scram-sha-256", NoReplicationRole: true,
 			Settings: map[string]string{"max_wal_senders": "1"}})
+		// With one WAL sender, the slot of a connection that just failed
+		// may not be free yet (the server process exits after sending the
+		// FATAL); the server checks the limit before authentication.
+		settled := func(ci string) (*pgrepl.Conn, error) {
+			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+				c, err := pgrepl.Connect(ctx, ci)
+				if !errors.Is(err, pgrepl.ErrTooManyConnections) || time.Now().After(deadline) {
+					return c, err
+				}
+			}
+		}
 		wrong := strings.Replace(cl.TCPConnString(pgtest.BackupRole), "password="+cl.Password, "password=wrong-"+cl.Password, 1)
-		_, err := pgrepl.Connect(ctx, wrong)
+		_, err := settled(wrong)
 		checkError(t, err, pgrepl.ErrAuth)
 		if strings.Contains(err.Error(), "wrong-"+cl.Password) {
 			t.Errorf("password in %q", err)
 		}
 		t.Logf("wrong password: %v", err)
 
-		_, err = pgrepl.Connect(ctx, cl.TCPConnString(pgtest.BackupRole))
+		_, err = settled(cl.TCPConnString(pgtest.BackupRole))
 		checkError(t, err, pgrepl.ErrPrivilege)
 		if !strings.Contains(err.Error(), `ALTER ROLE "backup" REPLICATION`) {
 			t.Errorf("no advice in %q", err)
 		}
 		t.Logf("no REPLICATION: %v", err)
-		fs := pgrepl.Check(ctx, cl.TCPConnString(pgtest.BackupRole), pgrepl.CheckOptions{})
-		if len(fs) != 1 || !errors.Is(fs[0].Err, pgrepl.ErrPrivilege) {
+		var fs []pgrepl.Finding
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			fs = pgrepl.Check(ctx, cl.TCPConnString(pgtest.BackupRole), pgrepl.CheckOptions{})
+			if len(fs) != 1 || !errors.Is(fs[0].Err, pgrepl.ErrTooManyConnections) {
+				break
+			}
+		}
+		if len(fs) != 1 || fs[0].Check != pgrepl.CheckConnect || !errors.Is(fs[0].Err, pgrepl.ErrPrivilege) {
 			t.Errorf("Check = %+v", fs)
 		}
 
-		c1, err := pgrepl.Connect(ctx, cl.ConnString("postgres"))
+		c1, err := settled(cl.ConnString("postgres"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -717,4 +747,176 @@ func extract(t *testing.T, path, dir string) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// TestIntegrationTLS streams over TLS with frequent status updates: every
+// update interrupts a pending TLS read with a deadline, which must leave
+// the TLS session intact. Debian's PostgreSQL 15 is built with OpenSSL.
+func TestIntegrationTLS(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	ctx := testCtx(t)
+	dir, err := os.MkdirTemp("/tmp", "pgrepl-tls-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	certFile, keyFile := writeCert(t, dir)
+	cl := pgtest.Start(t, pgtest.Options{Version: 15, Settings: map[string]string{
+		"ssl": "on", "ssl_cert_file": certFile, "ssl_key_file": keyFile}})
+	cl.Exec(t, "postgres", "CREATE TABLE w (id int, v text)")
+	conninfo := cl.TCPConnString(pgtest.BackupRole) + " sslmode=require"
+
+	sql, err := pgconn.Connect(ctx, cl.ConnString("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sql.Close(ctx)
+	var sslSenders string
+	res, sres := backupWithStreamedWAL(t, ctx, conninfo, t.TempDir(),
+		pgrepl.BaseBackupOptions{MaxRate: 4096}, 20*time.Millisecond, func(pgrepl.Start) {
+			r, err := sql.Exec(ctx, "INSERT INTO w SELECT g, repeat('y', 200) FROM generate_series(1, 30000) g; "+
+				"SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) WHERE ssl AND backend_type = 'walsender'").ReadAll()
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			sslSenders = string(r[1].Rows[0][0])
+		})
+	if sslSenders != "2" {
+		t.Errorf("%s walsenders use TLS, want 2", sslSenders)
+	}
+	if sres.End < res.End {
+		t.Errorf("streamed to %s, backup ends at %s", sres.End, res.End)
+	}
+	t.Logf("backup %s..%s over TLS, WAL %v", res.Start, res.End, sres.Segments)
+
+	// A certificate that does not name the host is refused.
+	_, err = pgrepl.Connect(ctx, cl.TCPConnString(pgtest.BackupRole)+" sslmode=verify-full sslrootcert="+certFile)
+	checkError(t, err, pgrepl.ErrTLS)
+	t.Log(err)
+}
+
+// writeCert writes a self-signed certificate for "db.example" and its key,
+// readable by the OS user postgres.
+func writeCert(t *testing.T, dir string) (certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "db.example"}, DNSNames: []string{"db.example"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true, IsCA: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile = filepath.Join(dir, "server.crt"), filepath.Join(dir, "server.key")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if os.Geteuid() == 0 {
+		u, err := user.Lookup("postgres")
+		if err != nil {
+			t.Fatal(err)
+		}
+		uid, _ := strconv.Atoi(u.Uid)
+		gid, _ := strconv.Atoi(u.Gid)
+		for _, p := range []string{dir, certFile, keyFile} {
+			if err := os.Chown(p, uid, gid); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return certFile, keyFile
+}
+
+// TestIntegrationTimeline2 backs up a server on timeline 2: a restored
+// backup promoted at the end of recovery. The WAL stream must carry the
+// history file, and the result must restore again.
+func TestIntegrationTimeline2(t *testing.T) {
+	forEachVersion(t, func(t *testing.T, v int) {
+		if v != 15 && v != 18 {
+			t.Skip("15 and 18 bracket the others")
+		}
+		ctx := testCtx(t)
+		cl := pgtest.Start(t, pgtest.Options{Version: v})
+		cl.Exec(t, "postgres", "CREATE TABLE t2 AS SELECT generate_series(1, 1000) AS id")
+		dir := t.TempDir()
+		res, _ := backupWithStreamedWAL(t, ctx, cl.ConnString(pgtest.BackupRole), dir, pgrepl.BaseBackupOptions{}, 0, nil)
+
+		data := filepath.Join(t.TempDir(), "data")
+		extract(t, filepath.Join(dir, "base.tar"), data)
+		extract(t, filepath.Join(dir, "pg_wal.tar"), filepath.Join(data, "pg_wal"))
+		auto, err := os.OpenFile(filepath.Join(data, "postgresql.auto.conf"), os.O_APPEND|os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(auto, "restore_command = 'false'\nrecovery_target = 'immediate'\nrecovery_target_action = 'promote'\n")
+		auto.Close()
+		if err := os.WriteFile(filepath.Join(data, "recovery.signal"), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		promoted := pgtest.StartOnDataDir(t, v, data)
+		// Promotion finishes asynchronously after the server accepts
+		// connections.
+		var sys pgrepl.System
+		for deadline := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) {
+			c, err := pgrepl.Connect(ctx, promoted.ConnString(pgtest.BackupRole))
+			if err != nil {
+				t.Fatal(err)
+			}
+			sys, err = c.IdentifySystem(ctx)
+			c.Close(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if sys.Timeline == 2 || time.Now().After(deadline) {
+				break
+			}
+		}
+		if sys.Timeline != 2 {
+			t.Fatalf("timeline %d after promotion", sys.Timeline)
+		}
+		promoted.Exec(t, "postgres", "INSERT INTO t2 SELECT generate_series(1001, 1500)")
+
+		dir2 := t.TempDir()
+		res2, sres2 := backupWithStreamedWAL(t, ctx, promoted.ConnString(pgtest.BackupRole), dir2, pgrepl.BaseBackupOptions{}, 0, nil)
+		if res2.StartTimeline != 2 || res2.Start <= res.Start {
+			t.Errorf("second backup %+v", res2)
+		}
+		members := tarMembers(t, filepath.Join(dir2, "pg_wal.tar"))
+		if h := string(members["00000002.history"]); !strings.HasPrefix(h, "1\t") {
+			t.Errorf("00000002.history = %q", h)
+		}
+		if _, ok := members["archive_status/00000002.history.done"]; !ok {
+			t.Error("no .done for the history file")
+		}
+		if !strings.HasPrefix(sres2.Segments[0], "00000002") {
+			t.Errorf("segments %v", sres2.Segments)
+		}
+
+		data2 := filepath.Join(t.TempDir(), "data")
+		extract(t, filepath.Join(dir2, "base.tar"), data2)
+		extract(t, filepath.Join(dir2, "pg_wal.tar"), filepath.Join(data2, "pg_wal"))
+		for _, f := range []string{"recovery.signal", "postgresql.auto.conf"} {
+			os.Remove(filepath.Join(data2, f))
+		}
+		restored := pgtest.StartOnDataDir(t, v, data2)
+		if n := restored.Query(t, "postgres", "SELECT count(*) FROM t2")[0][0].(int64); n != 1500 {
+			t.Errorf("restored t2 has %d rows, want 1500", n)
+		}
+	})
 }

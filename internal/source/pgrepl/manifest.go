@@ -49,7 +49,9 @@ func classifyUpload(op string, pe *pgconn.PgError) error {
 	case strings.HasPrefix(pe.Message, "system identifier in backup manifest"):
 		reason += ": the parent backup belongs to another database system; take a full backup"
 	case pe.Code == codeFeatureNotSupported:
-		reason += ": the server does not support UPLOAD_MANIFEST; take a full backup"
+		// 15 and 16 do not know the command and treat it as SQL.
+		return &Error{Op: op, Kind: ErrServerVersion, Err: pe,
+			Reason: reason + ": the server does not support UPLOAD_MANIFEST (PostgreSQL 17 or later needed); take a full backup"}
 	default:
 		reason += ": the parent backup's manifest is damaged or not a backup_manifest; verify it or take a full backup"
 	}
