@@ -143,3 +143,13 @@ func (a *Amservice) Wait() int {
 		return -1
 	}
 }
+
+// Patterns for the last line of each amdumpd reply, for Amservice.Until:
+// the normal end, BUSY, or the error for a command sent before CONFIG.
+var (
+	EndList     = regexp.MustCompile(`^(ENDLIST|CONFIG must)`)
+	EndCheck    = regexp.MustCompile(`^(ENDCHECK|BUSY|CONFIG must)`)
+	EndDump     = regexp.MustCompile(`^(ENDDUMP|BUSY|CONFIG must)`)
+	EndFeatures = regexp.MustCompile(`^FEATURES `)
+	EndDisk     = regexp.MustCompile(`^(DISK |ERROR |CONFIG must)`)
+)

@@ -37,14 +37,6 @@ func startForAmservice(t *testing.T, backend amdumpd.Backend, users ...string) i
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-var (
-	endList     = regexp.MustCompile(`^(ENDLIST|CONFIG must)`)
-	endCheck    = regexp.MustCompile(`^(ENDCHECK|BUSY|CONFIG must)`)
-	endDump     = regexp.MustCompile(`^(ENDDUMP|BUSY|CONFIG must)`)
-	endFeatures = regexp.MustCompile(`^FEATURES `)
-	endDisk     = regexp.MustCompile(`^(DISK |ERROR |CONFIG must)`)
-)
-
 // TestAmserviceDrivesServer: Debian's real amservice, from a reserved
 // port, through every command of the service (spec §9.3).
 func TestAmserviceDrivesServer(t *testing.T) {
@@ -67,15 +59,15 @@ func TestAmserviceDrivesServer(t *testing.T) {
 		}
 	}
 	step("CONFIG amtest", nil)
-	step("FEATURES "+amanda.Amanda351Features, endFeatures, "FEATURES "+amanda.Amanda351Features)
-	step("LIST", endList, `"`+diskSpace+`"`, diskDir1, "ENDLIST")
-	step(`DISK "`+diskSpace+`"`, endDisk, "DISK "+diskSpace+" added")
-	step("DISK /nonexistent", endDisk, "ERROR unknown disk /nonexistent")
+	step("FEATURES "+amanda.Amanda351Features, amandatest.EndFeatures, "FEATURES "+amanda.Amanda351Features)
+	step("LIST", amandatest.EndList, `"`+diskSpace+`"`, diskDir1, "ENDLIST")
+	step(`DISK "`+diskSpace+`"`, amandatest.EndDisk, "DISK "+diskSpace+" added")
+	step("DISK /nonexistent", amandatest.EndDisk, "ERROR unknown disk /nonexistent")
 	step("BOGUS cmd", regexp.MustCompile(`^invalid`), "invalid command 'BOGUS cmd'")
-	step("CHECK", endCheck, append(append([]string{"CHECKING"}, specAmcheck...), "ENDCHECK")...)
-	step("DUMP", endDump, "DUMPING", "ENDDUMP")
-	step("DISK "+diskDir1, endDisk, "DISK "+diskDir1+" added")
-	step("DUMP", endDump, "DUMPING", "FAILED "+diskDir1+" connect to db1: connection refused", "ENDDUMP")
+	step("CHECK", amandatest.EndCheck, append(append([]string{"CHECKING"}, specAmcheck...), "ENDCHECK")...)
+	step("DUMP", amandatest.EndDump, "DUMPING", "ENDDUMP")
+	step("DISK "+diskDir1, amandatest.EndDisk, "DISK "+diskDir1+" added")
+	step("DUMP", amandatest.EndDump, "DUMPING", "FAILED "+diskDir1+" connect to db1: connection refused", "ENDDUMP")
 	step("END", nil, "Connected")
 	if code := a.Wait(); code != 0 {
 		t.Errorf("amservice exit status %d", code)

@@ -364,13 +364,15 @@ func (r *run) openArchive(name, location string) (*openArchive, error) {
 	if r.t.objectSuffix() == ".tar" {
 		comp = archive.None
 	}
-	hf := r.hashFn
+	opts := archive.Options{Compression: comp, Hash: r.hashFn}
 	if name == "pg_wal.tar" {
-		hf = nil
+		// WAL is not in the manifest, and arrives at the server's WAL rate:
+		// one compression worker keeps up and keeps memory down.
+		opts.Hash, opts.Concurrency = nil, 1
 	}
 	return &openArchive{
 		name: name, oid: oid, location: location, object: object, up: up, buf: buf,
-		w: archive.NewWriter(buf, archive.Options{Compression: comp, Hash: hf}),
+		w: archive.NewWriter(buf, opts),
 	}, nil
 }
 

@@ -80,18 +80,11 @@ disks:
 	}
 }
 
-var (
-	endList     = regexp.MustCompile(`^(ENDLIST|CONFIG must)`)
-	endCheck    = regexp.MustCompile(`^(ENDCHECK|BUSY|CONFIG must)`)
-	endDump     = regexp.MustCompile(`^(ENDDUMP|BUSY|CONFIG must)`)
-	endFeatures = regexp.MustCompile(`^FEATURES `)
-	endDisk     = regexp.MustCompile(`^(DISK |ERROR |CONFIG must)`)
-)
-
 // TestAmserviceDumpsWithRealEngine: Debian's real amservice drives
 // `holdfast serve` through every command; its DUMP commits a real backup of
 // only the selected disk, which verify accepts and which restores.
 func TestAmserviceDumpsWithRealEngine(t *testing.T) {
+	t.Parallel()
 	paths := amandatest.RequireAmservice(t)
 	pgtest.Require(t, 18)
 	c := pgtest.Start(t, pgtest.Options{Version: 18})
@@ -113,14 +106,14 @@ func TestAmserviceDumpsWithRealEngine(t *testing.T) {
 		}
 	}
 	step("CONFIG amtest", nil, time.Second)
-	expect("FEATURES", step("FEATURES "+amanda.Amanda351Features, endFeatures, 5*time.Second), "FEATURES "+amanda.Amanda351Features)
-	expect("LIST", step("LIST", endList, 5*time.Second), `"pg main"`, "second", "ENDLIST")
-	expect("DISK", step(`DISK "pg main"`, endDisk, 5*time.Second), "DISK pg main added")
-	check := step("CHECK", endCheck, time.Minute)
+	expect("FEATURES", step("FEATURES "+amanda.Amanda351Features, amandatest.EndFeatures, 5*time.Second), "FEATURES "+amanda.Amanda351Features)
+	expect("LIST", step("LIST", amandatest.EndList, 5*time.Second), `"pg main"`, "second", "ENDLIST")
+	expect("DISK", step(`DISK "pg main"`, amandatest.EndDisk, 5*time.Second), "DISK pg main added")
+	check := step("CHECK", amandatest.EndCheck, time.Minute)
 	if len(check) < 3 || check[0] != "CHECKING" || check[len(check)-1] != "ENDCHECK" || !strings.Contains(strings.Join(check, "\n"), `OK localhost "pg main": wal_level is replica`) {
 		t.Errorf("CHECK: %q", check)
 	}
-	expect("DUMP", step("DUMP", endDump, 2*time.Minute), "DUMPING", "ENDDUMP")
+	expect("DUMP", step("DUMP", amandatest.EndDump, 2*time.Minute), "DUMPING", "ENDDUMP")
 	step("END", nil, time.Second)
 	if code := a.Wait(); code != 0 {
 		t.Errorf("amservice exit status %d", code)

@@ -41,6 +41,7 @@ func (e *env) throttle(kbps int) {
 }
 
 func TestClientAgainstServe(t *testing.T) {
+	t.Parallel()
 	pgtest.Require(t, 18)
 	c := pgtest.Start(t, pgtest.Options{Version: 18})
 	e := newEnv(t)
@@ -69,6 +70,7 @@ func TestClientAgainstServe(t *testing.T) {
 }
 
 func TestClientTLS(t *testing.T) {
+	t.Parallel()
 	pgtest.Require(t, 18)
 	c := pgtest.Start(t, pgtest.Options{Version: 18})
 	e := newEnv(t)
@@ -98,6 +100,7 @@ func TestClientTLS(t *testing.T) {
 // runs. Every CHECK is BUSY, every LIST answers, exactly one backup is
 // committed, and the server's memory stays bounded.
 func TestConcurrentSessionsDuringDump(t *testing.T) {
+	t.Parallel()
 	pgtest.Require(t, 18)
 	c := pgtest.Start(t, pgtest.Options{Version: 18})
 	c.Exec(t, "postgres", `CREATE TABLE t AS SELECT g, md5(g::text) FROM generate_series(1, 100000) g`)
@@ -190,6 +193,7 @@ func TestConcurrentSessionsDuringDump(t *testing.T) {
 // TestClientVanishesMidDump: the client drops its connection while the dump
 // runs; the dump is cancelled and nothing is committed or left behind.
 func TestClientVanishesMidDump(t *testing.T) {
+	t.Parallel()
 	pgtest.Require(t, 18)
 	c := pgtest.Start(t, pgtest.Options{Version: 18})
 	c.Exec(t, "postgres", `CREATE TABLE t AS SELECT g, md5(g::text) FROM generate_series(1, 300000) g`)

@@ -81,16 +81,19 @@ func (e *env) expectCommitted(n int) {
 }
 
 func TestDumpFailures(t *testing.T) {
+	t.Parallel()
 	pgtest.Require(t, failVersion)
 	good := pgtest.Start(t, pgtest.Options{Version: failVersion})
 
 	t.Run("unreachable server", func(t *testing.T) {
+		t.Parallel()
 		e := newEnv(t)
 		e.writeConfig("c", diskSpec{host: "db1", disk: "d", conn: "host=127.0.0.1 port=1 user=backup sslmode=disable connect_timeout=5"})
 		e.expectFailure(ExitConnect, []string{"db1", "127.0.0.1"}, "dump", "c")
 		e.expectCommitted(0)
 	})
 	t.Run("wrong password", func(t *testing.T) {
+		t.Parallel()
 		c := pgtest.Start(t, pgtest.Options{Version: failVersion, Auth: "scram-sha-256", Password: "right-secret"})
 		e := newEnv(t)
 		conn := fmt.Sprintf("host=%s port=%d user=backup password=wrong-secret-42 sslmode=disable", c.SocketDir, c.Port)
@@ -102,6 +105,7 @@ func TestDumpFailures(t *testing.T) {
 		e.expectCommitted(0)
 	})
 	t.Run("role without REPLICATION", func(t *testing.T) {
+		t.Parallel()
 		c := pgtest.Start(t, pgtest.Options{Version: failVersion, NoReplicationRole: true})
 		e := newEnv(t)
 		e.writeConfig("c", diskSpec{host: "db1", disk: "d", conn: c.ConnString(pgtest.BackupRole)})
@@ -109,6 +113,7 @@ func TestDumpFailures(t *testing.T) {
 		e.expectCommitted(0)
 	})
 	t.Run("pg_hba without replication line", func(t *testing.T) {
+		t.Parallel()
 		c := pgtest.Start(t, pgtest.Options{Version: failVersion, NoReplicationHBA: true})
 		e := newEnv(t)
 		e.writeConfig("c", diskSpec{host: "db1", disk: "d", conn: c.ConnString(pgtest.BackupRole)})
@@ -116,6 +121,7 @@ func TestDumpFailures(t *testing.T) {
 		e.expectCommitted(0)
 	})
 	t.Run("wal_level minimal", func(t *testing.T) {
+		t.Parallel()
 		c := pgtest.Start(t, pgtest.Options{Version: failVersion, NoWALSummarizer: true,
 			Settings: map[string]string{"wal_level": "minimal", "max_wal_senders": "0"}})
 		e := newEnv(t)
@@ -124,18 +130,21 @@ func TestDumpFailures(t *testing.T) {
 		e.expectCommitted(0)
 	})
 	t.Run("disk not in config", func(t *testing.T) {
+		t.Parallel()
 		e := newEnv(t)
 		e.writeConfig("c", diskSpec{host: "db1", disk: "d", conn: good.ConnString(pgtest.BackupRole)})
 		e.expectFailure(ExitConfig, []string{"nosuchdisk"}, "dump", "c", "db1", "nosuchdisk")
 		e.expectFailure(ExitConfig, []string{"db9"}, "dump", "c", "db9")
 	})
 	t.Run("config with unknown key", func(t *testing.T) {
+		t.Parallel()
 		e := newEnv(t)
 		e.writeConfig("c", diskSpec{host: "db1", disk: "d", conn: good.ConnString(pgtest.BackupRole), extra: "    compresion: zstd\n"})
 		e.expectFailure(ExitConfig, []string{"c.yaml:6", "compresion", "compression"}, "dump", "c")
 		e.expectFailure(ExitConfig, []string{"../x"}, "dump", "../x")
 	})
 	t.Run("server killed mid-backup", func(t *testing.T) {
+		t.Parallel()
 		c := pgtest.Start(t, pgtest.Options{Version: failVersion})
 		e := newEnv(t)
 		e.writeConfig("c", diskSpec{host: "db1", disk: "d", conn: c.ConnString(pgtest.BackupRole), extra: "    max_rate: 2048\n"})
@@ -167,6 +176,7 @@ func TestDumpFailures(t *testing.T) {
 		e.must("verify", "c")
 	})
 	t.Run("repository file system full", func(t *testing.T) {
+		t.Parallel()
 		if os.Geteuid() != 0 {
 			t.Skip("mounting a small tmpfs needs root")
 		}
@@ -189,6 +199,7 @@ func TestDumpFailures(t *testing.T) {
 }
 
 func TestCheck(t *testing.T) {
+	t.Parallel()
 	pgtest.Require(t, 17)
 	good := pgtest.Start(t, pgtest.Options{Version: 17})
 	noSummaries := pgtest.Start(t, pgtest.Options{Version: 17, NoWALSummarizer: true})

@@ -42,8 +42,10 @@ func populate(t *testing.T, c *pgtest.Cluster, twoSegments bool) {
 }
 
 func TestFullBackupRestore(t *testing.T) {
+	t.Parallel()
 	for _, v := range pgtest.Versions {
 		t.Run("pg"+strconv.Itoa(v), func(t *testing.T) {
+			t.Parallel()
 			pgtest.Require(t, v)
 			c := pgtest.Start(t, pgtest.Options{Version: v, Tablespaces: 1, DataChecksums: true})
 			populate(t, c, v == 17)

@@ -17,8 +17,10 @@ import (
 // and a middle one, and checks the result against PostgreSQL's own
 // pg_combinebackup run on the chain extracted with plain tar.
 func TestIncrementalChain(t *testing.T) {
+	t.Parallel()
 	for _, v := range []int{17, 18} {
 		t.Run("pg"+strconv.Itoa(v), func(t *testing.T) {
+			t.Parallel()
 			pgtest.Require(t, v)
 			c := pgtest.Start(t, pgtest.Options{Version: v, Tablespaces: 1, DataChecksums: true})
 			e := newEnv(t)

@@ -13,7 +13,9 @@ import (
 // impossible gives a clear error and commits nothing with --level
 // incremental, and a full backup that says why with auto.
 func TestIncrementalRefusals(t *testing.T) {
+	t.Parallel()
 	t.Run("server older than 17", func(t *testing.T) {
+		t.Parallel()
 		pgtest.Require(t, 16)
 		c := pgtest.Start(t, pgtest.Options{Version: 16})
 		e := newEnv(t)
@@ -28,6 +30,7 @@ func TestIncrementalRefusals(t *testing.T) {
 
 	pgtest.Require(t, 17)
 	t.Run("summarize_wal off", func(t *testing.T) {
+		t.Parallel()
 		c := pgtest.Start(t, pgtest.Options{Version: 17, NoWALSummarizer: true})
 		e := newEnv(t)
 		e.writeConfig("c", diskSpec{host: "db1", disk: "d", conn: c.ConnString(pgtest.BackupRole)})
@@ -36,6 +39,7 @@ func TestIncrementalRefusals(t *testing.T) {
 		e.expectCommitted(1)
 	})
 	t.Run("WAL summaries missing", func(t *testing.T) {
+		t.Parallel()
 		// The full backup is taken while summarization is off, and the WAL
 		// from its start is recycled before summarization is turned on: the
 		// summarizer (which otherwise catches up on WAL still in pg_wal, as
@@ -62,6 +66,7 @@ func TestIncrementalRefusals(t *testing.T) {
 		e.expectCommitted(2)
 	})
 	t.Run("parent deleted or damaged", func(t *testing.T) {
+		t.Parallel()
 		c := pgtest.Start(t, pgtest.Options{Version: 17})
 		e := newEnv(t)
 		e.writeConfig("c", diskSpec{host: "db1", disk: "d", conn: c.ConnString(pgtest.BackupRole)})

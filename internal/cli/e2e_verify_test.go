@@ -53,6 +53,7 @@ func truncateObject(name string) damage {
 }
 
 func TestVerifyFindsDamage(t *testing.T) {
+	t.Parallel()
 	pgtest.Require(t, 18)
 	c := pgtest.Start(t, pgtest.Options{Version: 18, Tablespaces: 1})
 	c.Exec(t, "postgres", `CREATE TABLE t AS SELECT g, md5(g::text) AS v FROM generate_series(1, 50000) g`)
@@ -106,6 +107,7 @@ func TestVerifyFindsDamage(t *testing.T) {
 // TestVerifyReportsEveryProblem damages two files of an uncompressed
 // archive and expects both to be reported, each naming its file.
 func TestVerifyReportsEveryProblem(t *testing.T) {
+	t.Parallel()
 	pgtest.Require(t, 18)
 	c := pgtest.Start(t, pgtest.Options{Version: 18})
 	e := newEnv(t)

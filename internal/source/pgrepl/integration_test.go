@@ -37,6 +37,9 @@ import (
 func forEachVersion(t *testing.T, f func(t *testing.T, v int)) {
 	for _, v := range pgtest.Versions {
 		t.Run(fmt.Sprintf("pg%d", v), func(t *testing.T) {
+			// Each version has its own cluster; they mostly wait on the
+			// server, so they overlap.
+			t.Parallel()
 			if testing.Short() {
 				t.Skip("integration test")
 			}
