@@ -3,6 +3,8 @@ package restore
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"path"
@@ -99,8 +101,8 @@ func relationDir(dir string, tablespace bool) bool {
 	return dir == "global" || (strings.HasPrefix(dir, "base/") && strings.Count(dir, "/") == 1)
 }
 
-// openReader opens random access to a stored archive through its index.
-func openReader(ctx context.Context, r *repo.Repo, e repo.Entry, a repo.Archive) (*archive.Reader, error) {
+// readIndex reads an archive's index and checks it against backup.json.
+func readIndex(ctx context.Context, r *repo.Repo, e repo.Entry, a repo.Archive) (*archive.Index, error) {
 	rc, err := r.Store().Open(ctx, e.Dir+a.Index)
 	if err != nil {
 		return nil, err
@@ -110,7 +112,15 @@ func openReader(ctx context.Context, r *repo.Repo, e repo.Entry, a repo.Archive)
 	if err != nil {
 		return nil, err
 	}
-	idx, err := archive.ParseIndex(b)
+	if sum := sha256.Sum256(b); hex.EncodeToString(sum[:]) != a.IndexSHA256 {
+		return nil, fmt.Errorf("%w: %s does not match backup.json", repo.ErrCorrupt, a.Index)
+	}
+	return archive.ParseIndex(b)
+}
+
+// openReader opens random access to a stored archive through its index.
+func openReader(ctx context.Context, r *repo.Repo, e repo.Entry, a repo.Archive) (*archive.Reader, error) {
+	idx, err := readIndex(ctx, r, e, a)
 	if err != nil {
 		return nil, err
 	}

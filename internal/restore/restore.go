@@ -146,12 +146,15 @@ func compressionOf(a repo.Archive) archive.Compression {
 }
 
 func (w *writer) extract(ctx context.Context, r *repo.Repo, e repo.Entry, a repo.Archive) error {
+	// The index, when intact, lets the frames decompress in parallel.
+	idx, _ := readIndex(ctx, r, e, a)
 	rc, err := r.Store().Open(ctx, e.Dir+a.Object)
 	if err != nil {
 		return err
 	}
 	defer rc.Close()
-	sr := archive.NewStreamReader(rc, compressionOf(a))
+	sr, closeStream := archive.OpenStream(rc, compressionOf(a), idx)
+	defer closeStream()
 	root := w.root(a)
 	for {
 		if err := ctx.Err(); err != nil {

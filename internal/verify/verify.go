@@ -115,11 +115,12 @@ func pathPrefix(p string) string {
 func (v *verifier) archive(ctx context.Context, a repo.Archive, prefix string, want map[string]*manifest.File, seen map[string]bool) bool {
 	dir := v.e.Dir
 	ok := true
+	var idx *archive.Index // only an index that matches backup.json is used
 	if info, err := v.r.Store().Stat(ctx, dir+a.Index); err != nil {
 		v.add(a.Index, "%v", err)
 	} else if info.Size != a.IndexSize {
 		v.add(a.Index, "size %d, backup.json says %d", info.Size, a.IndexSize)
-	} else if err := v.checkIndex(ctx, a); err != nil {
+	} else if idx, err = v.checkIndex(ctx, a); err != nil {
 		v.add(a.Index, "%v", err)
 	}
 	info, err := v.r.Store().Stat(ctx, dir+a.Object)
@@ -141,7 +142,9 @@ func (v *verifier) archive(ctx context.Context, a repo.Archive, prefix string, w
 	if a.Compression == "zstd" {
 		comp = archive.Zstd
 	}
-	sr := archive.NewStreamReader(io.TeeReader(rc, digest), comp)
+	tee := io.TeeReader(rc, digest)
+	sr, closeStream := archive.OpenStream(tee, comp, idx)
+	defer closeStream()
 	isWAL := a.Name == "pg_wal.tar"
 	for {
 		hd, err := sr.Next()
@@ -192,7 +195,7 @@ func (v *verifier) archive(ctx context.Context, a repo.Archive, prefix string, w
 	}
 	if ok {
 		// Drain what follows the tar trailer so the digest covers the object.
-		if _, err := io.Copy(io.Discard, rc); err != nil {
+		if _, err := io.Copy(io.Discard, tee); err != nil {
 			v.add(a.Object, "%v", err)
 			return false
 		}
@@ -246,24 +249,23 @@ func (v *verifier) compare(p, arch string, size int64, data []byte, h hash.Hash,
 	}
 }
 
-func (v *verifier) checkIndex(ctx context.Context, a repo.Archive) error {
+// checkIndex reads an archive's index and returns it if it matches
+// backup.json and parses.
+func (v *verifier) checkIndex(ctx context.Context, a repo.Archive) (*archive.Index, error) {
 	rc, err := v.r.Store().Open(ctx, v.e.Dir+a.Index)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer rc.Close()
 	b, err := io.ReadAll(io.LimitReader(rc, a.IndexSize+1))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	sum := sha256.Sum256(b)
 	if hex.EncodeToString(sum[:]) != a.IndexSHA256 {
-		return errors.New("index bytes do not match the digest in backup.json")
+		return nil, errors.New("index bytes do not match the digest in backup.json")
 	}
-	if _, err := archive.ParseIndex(b); err != nil {
-		return err
-	}
-	return nil
+	return archive.ParseIndex(b)
 }
 
 // checkChain checks an incremental backup against its parent.
