@@ -70,3 +70,18 @@ func FuzzParseLSN(f *testing.F) {
 		}
 	})
 }
+
+func FuzzParseSegmentSize(f *testing.F) {
+	for _, s := range []string{"16MB", "1GB", "1024kB", "3MB", "", "99999999999999999999GB"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		v, err := ParseSegmentSize(s)
+		if err != nil {
+			return
+		}
+		if v < 1<<20 || v > 1<<30 || v&(v-1) != 0 {
+			t.Fatalf("ParseSegmentSize(%q) = %d, not a power of two in range", s, v)
+		}
+	})
+}
