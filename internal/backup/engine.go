@@ -408,7 +408,7 @@ func (r *run) closeArchive(a *openArchive) error {
 		Location:     a.location,
 		RawSize:      res.RawSize,
 		StoredSize:   res.StoredSize,
-		SHA256:       hex.EncodeToString(res.StoredSHA256),
+		XXH64:        hex.EncodeToString(res.StoredXXH64),
 		Index:        idxName,
 		IndexSize:    int64(len(res.Index)),
 		IndexSHA256:  sha256Hex(res.Index),

@@ -54,7 +54,7 @@ type Archive struct {
 	Location     string `json:"location,omitempty"`       // the tablespace's path on the server
 	RawSize      int64  `json:"raw_size"`                 // tar bytes
 	StoredSize   int64  `json:"stored_size"`              // object bytes
-	SHA256       string `json:"sha256"`                   // of the stored object
+	XXH64        string `json:"xxh64"`                    // of the stored object (hex, big-endian)
 	Index        string `json:"index"`                    // index object name
 	IndexSize    int64  `json:"index_size"`
 	IndexSHA256  string `json:"index_sha256"`

@@ -16,6 +16,7 @@ import (
 	"io"
 	"strings"
 
+	"github.com/cespare/xxhash/v2"
 	"github.com/holdfast-backup/holdfast/internal/archive"
 	"github.com/holdfast-backup/holdfast/internal/manifest"
 	"github.com/holdfast-backup/holdfast/internal/pglabel"
@@ -137,7 +138,7 @@ func (v *verifier) archive(ctx context.Context, a repo.Archive, prefix string, w
 		return false
 	}
 	defer rc.Close()
-	digest := sha256.New()
+	digest := xxhash.New()
 	comp := archive.None
 	if a.Compression == "zstd" {
 		comp = archive.Zstd
@@ -199,8 +200,8 @@ func (v *verifier) archive(ctx context.Context, a repo.Archive, prefix string, w
 			v.add(a.Object, "%v", err)
 			return false
 		}
-		if got := hex.EncodeToString(digest.Sum(nil)); got != a.SHA256 {
-			v.add(a.Object, "stored bytes have SHA-256 %s, backup.json says %s", got, a.SHA256)
+		if got := hex.EncodeToString(digest.Sum(nil)); got != a.XXH64 {
+			v.add(a.Object, "stored bytes have XXH64 %s, backup.json says %s", got, a.XXH64)
 		}
 	}
 	return ok
