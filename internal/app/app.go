@@ -95,6 +95,8 @@ func Target(c *config.Config, d config.Disk) backup.Target {
 		Checkpoint:      d.Checkpoint,
 		MaxRate:         d.MaxRate,
 		VerifyChecksums: d.VerifyChecksums,
+
+		ServerCompression: d.ServerCompression,
 	}
 }
 

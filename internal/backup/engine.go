@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"io"
 	"log/slog"
 	"regexp"
 	"strings"
@@ -195,6 +196,7 @@ func (e *Engine) run(ctx context.Context, t Target, opt Options) (*Result, error
 		MaxRate:           t.MaxRate,
 		Incremental:       plan.parent != nil,
 	}
+	bb.Compression, bb.CompressionDetail = serverCompression(t.ServerCompression)
 	res, err := conn.BaseBackup(ctx, bb, r)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", t, err)
@@ -324,6 +326,8 @@ type run struct {
 }
 
 type openArchive struct {
+	in       io.Writer     // where the server's bytes go
+	unzip    *decompressor // when the server compressed the archive
 	name     string
 	oid      uint32
 	location string
@@ -341,10 +345,11 @@ func (r *run) track(u blob.Upload) {
 	r.mu.Unlock()
 }
 
-func (r *run) openArchive(name, location string) (*openArchive, error) {
+func (r *run) openArchive(sent, location string) (*openArchive, error) {
+	name, method := splitCompressed(sent)
 	m := archiveName.FindStringSubmatch(name)
 	if m == nil && name != "pg_wal.tar" {
-		return nil, fmt.Errorf("%w: archive name %q (server-side compression is not supported)", ErrProtocol, name)
+		return nil, fmt.Errorf("%w: archive name %q", ErrProtocol, sent)
 	}
 	var oid uint32
 	if m != nil && m[1] != "base" {
@@ -370,14 +375,30 @@ func (r *run) openArchive(name, location string) (*openArchive, error) {
 		// one compression worker keeps up and keeps memory down.
 		opts.Hash, opts.Concurrency = nil, 1
 	}
-	return &openArchive{
+	a := &openArchive{
 		name: name, oid: oid, location: location, object: object, up: up, buf: buf,
 		w: archive.NewWriter(buf, opts),
-	}, nil
+	}
+	a.in = a.w
+	if name == "base.tar" {
+		a.in = &headWriter{r: r, w: a.w}
+	}
+	if method != "" {
+		if a.unzip, err = newDecompressor(method, a.in); err != nil {
+			return nil, err
+		}
+		a.in = a.unzip
+	}
+	return a, nil
 }
 
 // closeArchive finishes an archive: flush, store its index, commit both.
 func (r *run) closeArchive(a *openArchive) error {
+	if a.unzip != nil {
+		if err := a.unzip.Close(); err != nil {
+			return fmt.Errorf("archive %s: %w", a.name, err)
+		}
+	}
 	res, err := a.w.Close()
 	if err != nil {
 		return fmt.Errorf("archive %s: %w", a.name, err)
@@ -463,6 +484,7 @@ func (r *run) BeginArchive(name, location string) error {
 	if name == "pg_wal.tar" {
 		return fmt.Errorf("%w: the server sent an archive named pg_wal.tar", ErrProtocol)
 	}
+	r.e.log().Debug("archive begins", "target", r.t.String(), "name", name, "location", location)
 	a, err := r.openArchive(name, location)
 	if err != nil {
 		return err
@@ -476,11 +498,7 @@ func (r *run) ArchiveData(p []byte) error {
 	if r.cur == nil {
 		return fmt.Errorf("%w: archive data outside an archive", ErrProtocol)
 	}
-	if r.cur.name == "base.tar" && len(r.head) < labelPrefix {
-		n := min(len(p), labelPrefix-len(r.head))
-		r.head = append(r.head, p[:n]...)
-	}
-	_, err := r.cur.w.Write(p)
+	_, err := r.cur.in.Write(p)
 	return err
 }
 
@@ -587,6 +605,9 @@ func (r *run) abort() {
 		r.walCancel = nil
 	}
 	r.closeWAL()
+	if r.cur != nil && r.cur.unzip != nil {
+		r.cur.unzip.Abort(errors.New("backup aborted"))
+	}
 	r.mu.Lock()
 	ups := r.uploads
 	r.mu.Unlock()
@@ -609,4 +630,19 @@ func (r *run) putManifest() error {
 		return err
 	}
 	return up.Commit(r.ctx)
+}
+
+// headWriter keeps the first labelPrefix bytes of base.tar, where
+// backup_label is, on their way to the archive writer.
+type headWriter struct {
+	r *run
+	w io.Writer
+}
+
+func (h *headWriter) Write(p []byte) (int, error) {
+	if len(h.r.head) < labelPrefix {
+		n := min(len(p), labelPrefix-len(h.r.head))
+		h.r.head = append(h.r.head, p[:n]...)
+	}
+	return h.w.Write(p)
 }

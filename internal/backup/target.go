@@ -21,6 +21,10 @@ type Target struct {
 	Checkpoint      string // fast | spread
 	MaxRate         int    // kB/s, 0 = unlimited
 	VerifyChecksums bool
+	// ServerCompression asks the server to compress ("gzip", "lz4",
+	// "zstd", optionally ":detail"); Holdfast decompresses on arrival and
+	// stores its own framed zstd, so this only saves network bandwidth.
+	ServerCompression string
 }
 
 func (t Target) String() string {
