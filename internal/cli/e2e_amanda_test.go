@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -21,11 +22,24 @@ import (
 // stops it (as SIGTERM would) when the test ends.
 func (e *env) startServe(extra ...string) int {
 	e.t.Helper()
+	port, stop := e.serve(extra...)
+	e.t.Cleanup(func() {
+		if code := stop(); code != 0 {
+			e.t.Errorf("serve exited %d", code)
+		}
+	})
+	return port
+}
+
+// serve runs `holdfast serve` in-process on a free loopback port; stop
+// sends it what SIGTERM would and returns its exit code.
+func (e *env) serve(extra ...string) (port int, stop func() int) {
+	e.t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	port := ln.Addr().(*net.TCPAddr).Port
+	port = ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
@@ -34,27 +48,30 @@ func (e *env) startServe(extra ...string) int {
 		args := append([]string{"--config-dir", e.configDir, "serve", "--listen", fmt.Sprintf("127.0.0.1:%d", port)}, extra...)
 		done <- Main(ctx, args, strings.NewReader(""), &out, &out)
 	}()
-	e.t.Cleanup(func() {
-		cancel()
-		select {
-		case code := <-done:
-			if code != 0 {
-				e.t.Errorf("serve exited %d", code)
+	var once sync.Once
+	code := -1
+	stop = func() int {
+		once.Do(func() {
+			cancel()
+			select {
+			case code = <-done:
+			case <-time.After(60 * time.Second):
+				e.t.Error("serve did not stop within 60 s of SIGTERM")
 			}
-		case <-time.After(30 * time.Second):
-			e.t.Error("serve did not stop within 30 s of SIGTERM")
-		}
-	})
+		})
+		return code
+	}
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
 		if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
 			c.Close()
-			return port
+			return port, stop
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	stop()
 	e.t.Fatalf("serve is not listening on %d: %s", port, out.String())
-	return 0
+	return 0, nil
 }
 
 // amandaConfig writes a config whose host localhost (127.0.0.1, user

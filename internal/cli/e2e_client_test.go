@@ -286,3 +286,47 @@ func newPKI(t *testing.T) pki {
 		DNSNames: []string{"localhost"}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
 	return p
 }
+
+// TestServeShutdownCancelsDump: SIGTERM while a dump runs; once the
+// shutdown timeout passes the dump is cancelled, nothing is committed or
+// left behind, and serve exits cleanly.
+func TestServeShutdownCancelsDump(t *testing.T) {
+	t.Parallel()
+	pgtest.Require(t, 18)
+	c := pgtest.Start(t, pgtest.Options{Version: 18})
+	c.Exec(t, "postgres", `CREATE TABLE t AS SELECT g, md5(g::text) FROM generate_series(1, 300000) g`)
+	e := newEnv(t)
+	e.amandaConfig(c)
+	e.throttle(1024)
+	port, stop := e.serve("--shutdown-timeout", "1s")
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	ctx := context.Background()
+	cl, err := amdumpd.Dial(ctx, &amanda.Dialer{User: currentUser(t)}, addr, "localhost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close(ctx)
+	if err := cl.Config(ctx, "amtest"); err != nil {
+		t.Fatal(err)
+	}
+	dumped := make(chan error, 1)
+	go func() {
+		_, err := cl.Dump(ctx, nil)
+		dumped <- err
+	}()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if _, left := e.repoState(); len(left) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the dump did not start writing")
+		}
+	}
+	if code := stop(); code != 0 {
+		t.Fatalf("serve exited %d after SIGTERM", code)
+	}
+	if err := <-dumped; err == nil {
+		t.Fatal("the dump reported success although it was cancelled")
+	}
+	e.expectCommitted(0)
+}
