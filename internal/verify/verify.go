@@ -45,7 +45,12 @@ func Backup(ctx context.Context, r *repo.Repo, e repo.Entry, catalog []repo.Entr
 	return v.problems
 }
 
+// copyBuffer is the read size while hashing files: large reads go straight
+// from the store to the hash.
+const copyBuffer = 1 << 20
+
 type verifier struct {
+	buf      []byte
 	r        *repo.Repo
 	e        repo.Entry
 	problems []Problem
@@ -175,12 +180,14 @@ func (v *verifier) archive(ctx context.Context, a repo.Archive, prefix string, w
 		if f := want[p]; f != nil && f.Algorithm != "" {
 			h, _ = manifest.NewHash(f.Algorithm)
 		}
-		var n int64
+		var dst io.Writer = io.Discard
 		if h != nil {
-			n, err = io.Copy(h, sr)
-		} else {
-			n, err = io.Copy(io.Discard, sr)
+			dst = h
 		}
+		if v.buf == nil {
+			v.buf = make([]byte, copyBuffer)
+		}
+		n, err := io.CopyBuffer(dst, sr, v.buf)
 		if err != nil {
 			v.add(a.Object, "reading %s: %v", p, err)
 			ok = false
