@@ -60,8 +60,9 @@ type parallelDecoder struct {
 	done  chan struct{}
 	once  sync.Once
 
-	cur []byte // what is left of the current frame
-	err error  // sticky
+	cur  []byte // what is left of the current frame
+	back []byte // the current frame's whole buffer, recycled when done
+	err  error  // sticky
 }
 
 // produce reads each frame's stored bytes in turn and hands them to the
@@ -73,7 +74,7 @@ func (d *parallelDecoder) produce(r io.Reader, frames []Frame) {
 			d.fail(corruptf("frame %d: sizes out of range", i))
 			return
 		}
-		src := make([]byte, f.StoredSize)
+		src := getBuf(int(f.StoredSize))
 		if _, err := io.ReadFull(r, src); err != nil {
 			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 				err = corruptf("stored archive ends inside frame %d of %d", i, len(frames))
@@ -111,7 +112,8 @@ func (d *parallelDecoder) work() {
 			j.reply <- decoded{err: err}
 			continue
 		}
-		out, derr := dec.DecodeAll(j.src, make([]byte, 0, j.f.RawSize))
+		out, derr := dec.DecodeAll(j.src, getBuf(int(j.f.RawSize))[:0])
+		putBuf(j.src)
 		switch {
 		case derr != nil:
 			j.reply <- decoded{err: corruptf("frame %d: %v", j.i, derr)}
@@ -126,6 +128,10 @@ func (d *parallelDecoder) work() {
 // Read returns decompressed bytes in archive order.
 func (d *parallelDecoder) Read(p []byte) (int, error) {
 	for len(d.cur) == 0 {
+		if d.back != nil {
+			putBuf(d.back)
+			d.back = nil
+		}
 		if d.err != nil {
 			return 0, d.err
 		}
@@ -139,7 +145,7 @@ func (d *parallelDecoder) Read(p []byte) (int, error) {
 			d.err = res.err
 			return 0, d.err
 		}
-		d.cur = res.buf
+		d.cur, d.back = res.buf, res.buf
 	}
 	n := copy(p, d.cur)
 	d.cur = d.cur[n:]
@@ -175,4 +181,24 @@ func OpenStream(r io.Reader, c Compression, idx *Index) (sr *StreamReader, close
 	}
 	s := NewStreamReader(r, c)
 	return s, func() { s.Close() }
+}
+
+// frameBufs recycles frame-sized buffers between frames and decoders, so a
+// long archive does not allocate (and zero) a fresh buffer per frame.
+var frameBufs sync.Pool
+
+// getBuf returns a buffer of length n, reused when one is large enough.
+func getBuf(n int) []byte {
+	if b, ok := frameBufs.Get().(*[]byte); ok && cap(*b) >= n {
+		return (*b)[:n]
+	}
+	return make([]byte, n, max(n, DefaultFrameSize))
+}
+
+func putBuf(b []byte) {
+	if cap(b) > 2*MaxFrameSize {
+		return
+	}
+	b = b[:0]
+	frameBufs.Put(&b)
 }

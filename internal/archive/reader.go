@@ -13,7 +13,7 @@ import (
 // cacheFrames is how many decompressed frames a Reader keeps: with the
 // default frame size, 16 MiB. Small files share frames, so restoring a
 // directory of them decompresses each frame about once.
-const cacheFrames = 4
+const cacheFrames = 2
 
 // frameDecoder is shared by every Reader: DecodeAll is safe for concurrent
 // use and runs up to GOMAXPROCS decodes at once. With the cap limit, a

@@ -109,17 +109,7 @@ func TestConcurrentSessionsDuringDump(t *testing.T) {
 	e.throttle(4096)
 	addr := fmt.Sprintf("127.0.0.1:%d", e.startServe())
 	ctx := context.Background()
-	dial := func() *amdumpd.Client {
-		cl, err := amdumpd.Dial(ctx, &amanda.Dialer{User: currentUser(t)}, addr, "localhost")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cl.Config(ctx, "amtest"); err != nil {
-			t.Fatal(err)
-		}
-		return cl
-	}
-	dumper := dial()
+	dumper := dialAmtest(t, ctx, addr)
 	if err := dumper.Select(ctx, "pg main"); err != nil {
 		t.Fatal(err)
 	}
@@ -128,15 +118,8 @@ func TestConcurrentSessionsDuringDump(t *testing.T) {
 		_, err := dumper.Dump(ctx, nil)
 		dumpDone <- err
 	}()
-	// The client sees nothing until the dump ends; the repository shows
-	// the backup being written while it runs.
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if _, left := e.repoState(); len(left) > 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the dump did not start writing within 30 s")
-		}
+	if !e.waitWriting() {
+		t.Fatal("the dump did not start writing within 30 s")
 	}
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
@@ -149,7 +132,7 @@ func TestConcurrentSessionsDuringDump(t *testing.T) {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			cl := dial()
+			cl := dialAmtest(t, ctx, addr)
 			defer cl.Close(ctx)
 			if i%2 == 0 {
 				disks, err := cl.List(ctx)
@@ -202,27 +185,14 @@ func TestClientVanishesMidDump(t *testing.T) {
 	e.throttle(1024)
 	addr := fmt.Sprintf("127.0.0.1:%d", e.startServe())
 	ctx, cancel := context.WithCancel(context.Background())
-	cl, err := amdumpd.Dial(ctx, &amanda.Dialer{User: currentUser(t)}, addr, "localhost")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cl.Config(ctx, "amtest"); err != nil {
-		t.Fatal(err)
-	}
+	cl := dialAmtest(t, ctx, addr)
 	go func() {
 		// Vanish once the backup is being written.
-		deadline := time.Now().Add(30 * time.Second)
-		for time.Now().Before(deadline) {
-			if _, left := e.repoState(); len(left) > 0 {
-				break
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+		e.waitWriting()
 		cancel()
 		cl.Close(context.Background())
 	}()
-	_, err = cl.Dump(ctx, nil)
-	if err == nil {
+	if _, err := cl.Dump(ctx, nil); err == nil {
 		t.Fatal("DUMP finished although the client vanished")
 	}
 	// The server notices, cancels the engine, removes what it wrote.
@@ -243,6 +213,32 @@ func TestClientVanishesMidDump(t *testing.T) {
 	if !strings.Contains(out, "DONE second") {
 		t.Fatalf("dump after the vanished client: %s", out)
 	}
+}
+
+// dialAmtest opens an amdumpd session on addr as this host's user and
+// selects config amtest.
+func dialAmtest(t *testing.T, ctx context.Context, addr string) *amdumpd.Client {
+	t.Helper()
+	cl, err := amdumpd.Dial(ctx, &amanda.Dialer{User: currentUser(t)}, addr, "localhost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.Config(ctx, "amtest"); err != nil {
+		t.Fatal(err)
+	}
+	return cl
+}
+
+// waitWriting waits up to 30 s until the repository shows a backup being
+// written (the client of a DUMP sees nothing until it ends) and reports
+// whether it did. It is safe to call from any goroutine.
+func (e *env) waitWriting() bool {
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if _, left := e.repoState(); len(left) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // pki is a throwaway CA with a server certificate for 127.0.0.1 and a
@@ -301,26 +297,15 @@ func TestServeShutdownCancelsDump(t *testing.T) {
 	port, stop := e.serve("--shutdown-timeout", "1s")
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	ctx := context.Background()
-	cl, err := amdumpd.Dial(ctx, &amanda.Dialer{User: currentUser(t)}, addr, "localhost")
-	if err != nil {
-		t.Fatal(err)
-	}
+	cl := dialAmtest(t, ctx, addr)
 	defer cl.Close(ctx)
-	if err := cl.Config(ctx, "amtest"); err != nil {
-		t.Fatal(err)
-	}
 	dumped := make(chan error, 1)
 	go func() {
 		_, err := cl.Dump(ctx, nil)
 		dumped <- err
 	}()
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if _, left := e.repoState(); len(left) > 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the dump did not start writing")
-		}
+	if !e.waitWriting() {
+		t.Fatal("the dump did not start writing within 30 s")
 	}
 	if code := stop(); code != 0 {
 		t.Fatalf("serve exited %d after SIGTERM", code)

@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -51,6 +52,11 @@ type Store struct {
 	rootFD    int // O_DIRECTORY; every path is resolved from it, never through a symbolic link
 	noOpenat2 atomic.Bool
 	cleanup   runtime.Cleanup // closes rootFD if Close is never called
+	// durable holds directories (key prefixes) whose entry in their parent
+	// this Store has flushed: later commits below them fsync only their
+	// own directory, not every ancestor again. Its size is the number of
+	// directories written to, a few per backup.
+	durable sync.Map
 }
 
 var _ blob.Store = (*Store)(nil)
@@ -123,14 +129,24 @@ func (d *dirs) close() {
 	d.names = d.names[:0]
 }
 
-// sync flushes every directory in the chain, the key's parent first: a
-// directory created for this object is only durable once its own parent
-// is flushed.
-func (d *dirs) sync() error {
-	for i := len(d.fds) - 1; i >= 0; i-- {
+// sync flushes the key's parent directory (the new entry), then each
+// ancestor whose entry for the directory below it is not yet known to be
+// durable: a directory created for this object only survives a crash once
+// its own parent is flushed. known records what has been flushed.
+func (d *dirs) sync(known *sync.Map) error {
+	last := len(d.fds) - 1
+	if err := unix.Fsync(d.fds[last]); err != nil {
+		return err
+	}
+	for i := last - 1; i >= 0; i-- {
+		child := strings.Join(d.names[:i+1], "/")
+		if _, ok := known.Load(child); ok {
+			return nil
+		}
 		if err := unix.Fsync(d.fds[i]); err != nil {
 			return err
 		}
+		known.Store(child, true)
 	}
 	return nil
 }
@@ -382,7 +398,7 @@ func (u *upload) commit(ctx context.Context) error {
 	}
 	// The object is visible now. If the directories cannot be flushed it
 	// may not survive a crash, and the caller must be told.
-	return u.dirs.sync()
+	return u.dirs.sync(&u.s.durable)
 }
 
 func live(ctxs ...context.Context) error {
@@ -461,7 +477,7 @@ func (s *Store) putIfAbsent(ctx context.Context, key string, data []byte) error 
 	if err != nil {
 		return err
 	}
-	return d.sync()
+	return d.sync(&s.durable)
 }
 
 // openFile opens key for reading, refusing anything but a regular file.
@@ -627,6 +643,8 @@ func (s *Store) delete(key string) error {
 		return err
 	}
 	for i := len(d.fds) - 1; i >= 1; i-- {
+		// Forget it first: a directory made again later is a new entry.
+		s.durable.Delete(strings.Join(d.names[:i], "/"))
 		if unix.Unlinkat(d.fds[i-1], d.names[i-1], unix.AT_REMOVEDIR) != nil {
 			break
 		}
