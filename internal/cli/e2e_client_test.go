@@ -101,12 +101,7 @@ func TestClientTLS(t *testing.T) {
 // committed, and the server's memory stays bounded.
 func TestConcurrentSessionsDuringDump(t *testing.T) {
 	t.Parallel()
-	pgtest.Require(t, 18)
-	c := pgtest.Start(t, pgtest.Options{Version: 18})
-	c.Exec(t, "postgres", `CREATE TABLE t AS SELECT g, md5(g::text) FROM generate_series(1, 100000) g`)
-	e := newEnv(t)
-	e.amandaConfig(c)
-	e.throttle(4096)
+	e, _ := slowDumps(t, 100000, 4096)
 	addr := fmt.Sprintf("127.0.0.1:%d", e.startServe())
 	ctx := context.Background()
 	dumper := dialAmtest(t, ctx, addr)
@@ -177,12 +172,7 @@ func TestConcurrentSessionsDuringDump(t *testing.T) {
 // runs; the dump is cancelled and nothing is committed or left behind.
 func TestClientVanishesMidDump(t *testing.T) {
 	t.Parallel()
-	pgtest.Require(t, 18)
-	c := pgtest.Start(t, pgtest.Options{Version: 18})
-	c.Exec(t, "postgres", `CREATE TABLE t AS SELECT g, md5(g::text) FROM generate_series(1, 300000) g`)
-	e := newEnv(t)
-	e.amandaConfig(c)
-	e.throttle(1024)
+	e, c := slowDumps(t, 300000, 1024)
 	addr := fmt.Sprintf("127.0.0.1:%d", e.startServe())
 	ctx, cancel := context.WithCancel(context.Background())
 	cl := dialAmtest(t, ctx, addr)
@@ -213,6 +203,20 @@ func TestClientVanishesMidDump(t *testing.T) {
 	if !strings.Contains(out, "DONE second") {
 		t.Fatalf("dump after the vanished client: %s", out)
 	}
+}
+
+// slowDumps starts a PostgreSQL 18 cluster with rows rows of data and an
+// Amanda config whose dumps are throttled to kbps kB/s, so tests can act
+// while one runs.
+func slowDumps(t *testing.T, rows, kbps int) (*env, *pgtest.Cluster) {
+	t.Helper()
+	pgtest.Require(t, 18)
+	c := pgtest.Start(t, pgtest.Options{Version: 18})
+	c.Exec(t, "postgres", fmt.Sprintf(`CREATE TABLE t AS SELECT g, md5(g::text) FROM generate_series(1, %d) g`, rows))
+	e := newEnv(t)
+	e.amandaConfig(c)
+	e.throttle(kbps)
+	return e, c
 }
 
 // dialAmtest opens an amdumpd session on addr as this host's user and
@@ -288,12 +292,7 @@ func newPKI(t *testing.T) pki {
 // left behind, and serve exits cleanly.
 func TestServeShutdownCancelsDump(t *testing.T) {
 	t.Parallel()
-	pgtest.Require(t, 18)
-	c := pgtest.Start(t, pgtest.Options{Version: 18})
-	c.Exec(t, "postgres", `CREATE TABLE t AS SELECT g, md5(g::text) FROM generate_series(1, 300000) g`)
-	e := newEnv(t)
-	e.amandaConfig(c)
-	e.throttle(1024)
+	e, _ := slowDumps(t, 300000, 1024)
 	port, stop := e.serve("--shutdown-timeout", "1s")
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	ctx := context.Background()
