@@ -186,8 +186,11 @@ func (e *Engine) run(ctx context.Context, t Target, opt Options) (*Result, error
 		label = "holdfast " + id
 	}
 	bb := pgrepl.BaseBackupOptions{
-		Label:             label,
-		Progress:          true,
+		Label: label,
+		// PROGRESS makes the server size every file before sending. For an
+		// incremental backup that estimate is of the full files, so it is
+		// skipped there: progress then shows bytes and rate only.
+		Progress:          plan.parent == nil,
 		Checkpoint:        pgrepl.Checkpoint(t.Checkpoint),
 		WAL:               t.WAL == "fetch",
 		Manifest:          pgrepl.ManifestYes,
