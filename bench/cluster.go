@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/holdfast-backup/holdfast/internal/pgproc"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -171,28 +172,11 @@ func (c *cluster) startOnce(ctx context.Context) error {
 	}
 }
 
-func (c *cluster) portTaken() bool {
-	b, _ := os.ReadFile(c.logFile)
-	i := bytes.LastIndex(b, []byte("bench: starting on port"))
-	return i >= 0 && bytes.Contains(b[i:], []byte("Address already in use"))
-}
+func (c *cluster) portTaken() bool { return pgproc.PortTaken(c.logFile, "bench: starting on port") }
 
-func (c *cluster) pidLine(n int) string {
-	b, err := os.ReadFile(filepath.Join(c.data, "postmaster.pid"))
-	if err != nil {
-		return ""
-	}
-	lines := strings.Split(string(b), "\n")
-	if len(lines) < n {
-		return ""
-	}
-	return strings.TrimSpace(lines[n-1])
-}
+func (c *cluster) pidLine(n int) string { return pgproc.PIDFileLine(c.data, n) }
 
-func (c *cluster) pid() int {
-	p, _ := strconv.Atoi(c.pidLine(1))
-	return p
-}
+func (c *cluster) pid() int { return pgproc.PID(c.data) }
 
 func (c *cluster) running() bool {
 	if c.done == nil {

@@ -20,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/holdfast-backup/holdfast/internal/envtest"
+	"github.com/holdfast-backup/holdfast/internal/pgproc"
 )
 
 // Options describe a throwaway cluster. The zero value of every field but Version is a
@@ -293,29 +294,11 @@ func (c *Cluster) startOnce() error {
 }
 
 // portTaken reports whether the last start failed because its port was in use.
-func (c *Cluster) portTaken() bool {
-	b, _ := os.ReadFile(c.LogFile)
-	i := bytes.LastIndex(b, []byte("pgtest: starting on port"))
-	return i >= 0 && bytes.Contains(b[i:], []byte("Address already in use"))
-}
+func (c *Cluster) portTaken() bool { return pgproc.PortTaken(c.LogFile, "pgtest: starting on port") }
 
-// pidFileLine returns line n (1-based, trimmed) of postmaster.pid, or "".
-func (c *Cluster) pidFileLine(n int) string {
-	b, err := os.ReadFile(filepath.Join(c.DataDir, "postmaster.pid"))
-	if err != nil {
-		return ""
-	}
-	lines := strings.Split(string(b), "\n")
-	if len(lines) < n {
-		return ""
-	}
-	return strings.TrimSpace(lines[n-1])
-}
+func (c *Cluster) pidFileLine(n int) string { return pgproc.PIDFileLine(c.DataDir, n) }
 
-func (c *Cluster) pid() int {
-	pid, _ := strconv.Atoi(c.pidFileLine(1))
-	return pid
-}
+func (c *Cluster) pid() int { return pgproc.PID(c.DataDir) }
 
 func (c *Cluster) running() bool {
 	if c.done == nil {
