@@ -2,8 +2,10 @@
 # without make: bash scripts/demo.sh, bash scripts/test.sh.
 .PHONY: build demo test unit bench fuzz vet clean
 
+COMMIT := $(shell git rev-parse --short HEAD 2>/dev/null)$(shell git diff --quiet HEAD 2>/dev/null || echo -modified)
+
 build:
-	go build -o bin/holdfast ./cmd/holdfast
+	go build -ldflags "-X github.com/holdfast-backup/holdfast/internal/buildinfo.Commit=$(COMMIT)" -o bin/holdfast ./cmd/holdfast
 
 demo:
 	bash scripts/demo.sh

@@ -23,7 +23,9 @@ say "building holdfast"
 work=$HOLDFAST_CACHE/demo
 rm -rf "$work"
 mkdir -p "$work"
-go build -o "$work/holdfast" ./cmd/holdfast
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+go build -ldflags "-X github.com/holdfast-backup/holdfast/internal/buildinfo.Commit=$commit" -o "$work/holdfast" ./cmd/holdfast
+"$work/holdfast" version
 hf() { "$work/holdfast" --config-dir "$work/config" "$@"; }
 
 sock=$(mktemp -d /tmp/holdfast-demo.XXXXXX)

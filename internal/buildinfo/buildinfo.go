@@ -11,6 +11,11 @@ import (
 // -ldflags "-X github.com/holdfast-backup/holdfast/internal/buildinfo.Version=v0.1.0".
 var Version = "0.1.0-dev"
 
+// Commit is the source commit, set at link time by the Makefile and the
+// scripts (-X …/buildinfo.Commit=…); otherwise Go's VCS stamp is used, which
+// is absent when building with -buildvcs=false.
+var Commit = ""
+
 // Info describes the running binary.
 type Info struct {
 	Version   string `json:"version"`
@@ -23,6 +28,10 @@ type Info struct {
 // stamp Go embeds when building inside a git checkout.
 func Read() Info {
 	in := Info{Version: Version, Commit: "unknown", GoVersion: runtime.Version()}
+	if Commit != "" {
+		in.Commit = Commit
+		return in
+	}
 	bi, ok := debug.ReadBuildInfo()
 	if !ok {
 		return in
