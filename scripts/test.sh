@@ -46,6 +46,10 @@ if [ ${#e2e[@]} -gt 0 ]; then
 	go test -count=1 -timeout 45m -parallel 3 "$@" "${e2e[@]}" >"$log2" 2>&1
 	rc2=$?
 fi
+# Tests named ...NoRace check what the race detector's runtime changes
+# (allocation counts); they run here, in a build without it.
+echo "test: go test -count=1 -run NoRace ./internal/archive"
+go test -count=1 -run NoRace ./internal/archive >>"$log2" 2>&1 || rc2=$?
 wait "$racepid"
 rc=$?
 cat "$log" "$log2"

@@ -199,11 +199,14 @@ func BenchmarkOpen(b *testing.B) {
 	}
 }
 
-// TestWriterMemory checks that the Writer's allocations do not grow with the
-// archive: 32 MiB through 256 KiB frames allocates a few frames' worth.
-func TestWriterMemory(t *testing.T) {
-	if testing.Short() || raceEnabled {
-		t.Skip("allocates 32 MiB; allocation counts differ under the race detector")
+// TestWriterMemoryNoRace checks that the Writer's allocations do not grow
+// with the archive: 32 MiB through 256 KiB frames allocates a few frames'
+// worth. The race detector's runtime drops sync.Pool items at random, so
+// the property only holds without it: scripts/test.sh runs the NoRace
+// tests in its pass without -race.
+func TestWriterMemoryNoRace(t *testing.T) {
+	if raceEnabled {
+		t.Skip("needs a build without -race (scripts/test.sh runs it so)")
 	}
 	rng := rand.New(rand.NewPCG(1, 1))
 	tb := buildTar(t, []entry{{name: "base/5/16384", typ: tar.TypeReg, mode: 0o600, data: relationPages(rng, 32<<20)}})

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/holdfast-backup/holdfast/internal/archive"
+	"github.com/holdfast-backup/holdfast/internal/envtest"
 )
 
 func TestRoundTrip(t *testing.T) {
@@ -233,7 +234,7 @@ func TestOptions(t *testing.T) {
 func TestZstdTool(t *testing.T) {
 	for _, tool := range []string{"tar", "zstd"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed", tool)
+			envtest.Missing(t, "%s (scripts/setup-testenv.sh installs it)", tool)
 		}
 	}
 	rng := rand.New(rand.NewPCG(9, 9))

@@ -173,11 +173,7 @@ func (e *Engine) run(ctx context.Context, t Target, opt Options) (*Result, error
 		}
 	}
 	if plan.parent != nil {
-		m, err := e.Repo.ReadManifest(ctx, *plan.parent)
-		if err != nil {
-			return nil, fmt.Errorf("%s: parent backup %s: %w", t, plan.parent.ID, err)
-		}
-		if err := conn.UploadManifest(ctx, bytes.NewReader(m)); err != nil {
+		if err := conn.UploadManifest(ctx, bytes.NewReader(plan.manifest)); err != nil {
 			return nil, fmt.Errorf("%s: upload manifest of parent %s: %w", t, plan.parent.ID, err)
 		}
 	}
@@ -206,9 +202,6 @@ func (e *Engine) run(ctx context.Context, t Target, opt Options) (*Result, error
 	}
 	if err := r.finishWAL(res.End); err != nil {
 		return nil, fmt.Errorf("%s: stream WAL: %w", t, err)
-	}
-	if r.err != nil {
-		return nil, fmt.Errorf("%s: %w", t, r.err)
 	}
 	m, err := r.checkIngest()
 	if err != nil {
@@ -290,7 +283,6 @@ func hashFunc(alg string) (func() hash.Hash, error) {
 type fileSum struct {
 	size     int64
 	checksum []byte
-	archive  string
 }
 
 // run is one backup in progress; it is the replication client's sink.
@@ -303,7 +295,6 @@ type run struct {
 	sys     pgrepl.System
 	hashFn  func() hash.Hash
 
-	start    pgrepl.Start
 	estimate int64
 
 	// current archive
@@ -325,7 +316,6 @@ type run struct {
 
 	mu      sync.Mutex
 	uploads []blob.Upload // every upload not yet committed, for abort
-	err     error
 }
 
 type openArchive struct {
@@ -453,7 +443,7 @@ func (r *run) closeArchive(a *openArchive) error {
 		if _, dup := r.members[p]; dup {
 			return fmt.Errorf("%w: %s appears twice", ErrProtocol, p)
 		}
-		r.members[p] = fileSum{size: m.Size, checksum: m.Checksum, archive: a.name}
+		r.members[p] = fileSum{size: m.Size, checksum: m.Checksum}
 	}
 	if a.name == "base.tar" {
 		label, err := readBackupLabel(r.head)
@@ -467,7 +457,6 @@ func (r *run) closeArchive(a *openArchive) error {
 
 // Start is called with the backup's start position.
 func (r *run) Start(s pgrepl.Start) error {
-	r.start = s
 	for _, ts := range s.Tablespaces {
 		if ts.SizeKB > 0 {
 			r.estimate += ts.SizeKB * 1024

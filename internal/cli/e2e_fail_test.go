@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/holdfast-backup/holdfast/internal/envtest"
 	"github.com/holdfast-backup/holdfast/internal/pgtest"
 )
 
@@ -178,7 +179,7 @@ func TestDumpFailures(t *testing.T) {
 	t.Run("repository file system full", func(t *testing.T) {
 		t.Parallel()
 		if os.Geteuid() != 0 {
-			t.Skip("mounting a small tmpfs needs root")
+			envtest.Missing(t, "root, to mount a small tmpfs")
 		}
 		c := pgtest.Start(t, pgtest.Options{Version: failVersion})
 		e := newEnv(t)

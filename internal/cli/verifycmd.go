@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/holdfast-backup/holdfast/internal/app"
+	"github.com/holdfast-backup/holdfast/internal/repo"
 	"github.com/holdfast-backup/holdfast/internal/verify"
 )
 
@@ -54,15 +55,22 @@ func runVerify(ctx context.Context, g *globals, config string, ids []string) err
 			todo = append(todo, e)
 		}
 	}
-	bad := map[string]bool{}
+	// Each backup is read once, whether asked for or an ancestor of one.
+	found := map[string][]verify.Problem{}
+	check := func(e repo.Entry) []verify.Problem {
+		ps, done := found[e.ID]
+		if !done {
+			ps = verify.Backup(ctx, r, e, entries)
+			found[e.ID] = ps
+		}
+		return ps
+	}
 	for _, e := range todo {
-		ps := verify.Backup(ctx, r, e, entries)
+		ps := check(e)
 		for _, p := range ps {
 			problems = append(problems, oneLine(p.String()))
 		}
-		if len(ps) > 0 {
-			bad[e.ID] = true
-		} else {
+		if len(ps) == 0 {
 			fmt.Fprintf(g.stdout, "backup %s (%s/%s, %s): ok\n", e.ID, e.Host, e.Disk, e.Level)
 		}
 	}
@@ -73,13 +81,8 @@ func runVerify(ctx context.Context, g *globals, config string, ids []string) err
 			continue // the missing parent is already reported by verify.Backup
 		}
 		for _, anc := range chain[:len(chain)-1] {
-			if bad[anc.ID] {
-				problems = append(problems, fmt.Sprintf("backup %s: depends on backup %s, which has problems: it cannot be restored until that is fixed", e.ID, anc.ID))
-			} else if len(ids) > 0 {
-				if ps := verify.Backup(ctx, r, anc, entries); len(ps) > 0 {
-					bad[anc.ID] = true
-					problems = append(problems, fmt.Sprintf("backup %s: depends on backup %s, which has problems: %s", e.ID, anc.ID, oneLine(ps[0].String())))
-				}
+			if ps := check(anc); len(ps) > 0 {
+				problems = append(problems, fmt.Sprintf("backup %s: depends on backup %s, which has problems: %s", e.ID, anc.ID, oneLine(ps[0].String())))
 			}
 		}
 	}

@@ -151,18 +151,19 @@ func gmt(mtime int64) string {
 	return time.Unix(mtime, 0).UTC().Format("2006-01-02 15:04:05 GMT")
 }
 
-// fileEntry writes one output file through fill, hashing it for the new
-// manifest.
-func (w *writer) fileEntry(dst, rel string, mode, mtime int64, alg string, fill func(io.Writer) (int64, error)) (manifest.File, error) {
+// fileEntry writes one output file through fill, counting and hashing it
+// for the new manifest.
+func (w *writer) fileEntry(dst, rel string, mode, mtime int64, alg string, fill func(io.Writer) error) (manifest.File, error) {
 	h, err := manifest.NewHash(alg)
 	if err != nil {
 		return manifest.File{}, err
 	}
 	var size int64
 	err = w.createWith(dst, mode, mtime, func(f io.Writer) (int64, error) {
-		n, err := fill(hashingWriter{w: f, h: h})
-		size = n
-		return n, err
+		hw := &hashingWriter{w: f, h: h}
+		err := fill(hw)
+		size = hw.n
+		return hw.n, err
 	}, -1)
 	if err != nil {
 		return manifest.File{}, err
@@ -177,8 +178,9 @@ func (w *writer) fileEntry(dst, rel string, mode, mtime int64, alg string, fill 
 
 func (w *writer) copyMember(root, rel string, m archive.Member, ar *archive.Reader, alg string) (manifest.File, error) {
 	dst := filepath.Join(root, filepath.FromSlash(rel))
-	return w.fileEntry(dst, rel, m.Mode, m.ModTime, alg, func(f io.Writer) (int64, error) {
-		return w.copy(f, ar.Open(m))
+	return w.fileEntry(dst, rel, m.Mode, m.ModTime, alg, func(f io.Writer) error {
+		_, err := w.copy(f, ar.Open(m))
+		return err
 	})
 }
 
@@ -192,9 +194,9 @@ func (w *writer) rewriteLabel(root, rel string, m archive.Member, ar *archive.Re
 	}
 	b = pglabel.StripIncremental(b)
 	dst := filepath.Join(root, rel)
-	return w.fileEntry(dst, rel, m.Mode, m.ModTime, alg, func(f io.Writer) (int64, error) {
-		n, err := f.Write(b)
-		return int64(n), err
+	return w.fileEntry(dst, rel, m.Mode, m.ModTime, alg, func(f io.Writer) error {
+		_, err := f.Write(b)
+		return err
 	})
 }
 
@@ -229,10 +231,8 @@ func (w *writer) rebuild(root, orig string, m archive.Member, ar *archive.Reader
 		older = append(older, incremental.Source{Kind: incremental.Absent})
 	}
 	dst := filepath.Join(root, filepath.FromSlash(orig))
-	return w.fileEntry(dst, orig, m.Mode, m.ModTime, alg, func(f io.Writer) (int64, error) {
-		cw := &countingWriter{w: f}
-		err := incremental.Reconstruct(cw, latest, older)
-		return cw.n, err
+	return w.fileEntry(dst, orig, m.Mode, m.ModTime, alg, func(f io.Writer) error {
+		return incremental.Reconstruct(f, latest, older)
 	})
 }
 
@@ -243,15 +243,4 @@ func incrementalSource(ar *archive.Reader, m archive.Member) (incremental.Source
 		return incremental.Source{}, fmt.Errorf("%s: %w", m.Name, err)
 	}
 	return incremental.Source{Kind: incremental.Incremental, Size: m.Size, Header: h, Data: ra}, nil
-}
-
-type countingWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countingWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
 }

@@ -324,16 +324,17 @@ func syncTree(roots []string) error {
 	return nil
 }
 
-// hashingWriter computes a manifest checksum while writing.
+// hashingWriter counts and hashes what it writes, for the manifest entry
+// of a file it rebuilds.
 type hashingWriter struct {
 	w io.Writer
 	h hash.Hash
+	n int64
 }
 
-func (h hashingWriter) Write(p []byte) (int, error) {
+func (h *hashingWriter) Write(p []byte) (int, error) {
 	n, err := h.w.Write(p)
-	if h.h != nil {
-		h.h.Write(p[:n])
-	}
+	h.h.Write(p[:n])
+	h.n += int64(n)
 	return n, err
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -458,44 +457,12 @@ func must(t *testing.T, err error) {
 
 func BenchmarkCommit256MiB(b *testing.B) {
 	s := open(b, b.TempDir())
-	ctx := context.Background()
-	chunk := bytes.Repeat([]byte{0x5a}, 1<<20)
-	const size = 256 << 20
-	b.SetBytes(size)
-	for b.Loop() {
-		u, err := s.Create(ctx, "bench/base.tar.zst")
-		if err != nil {
-			b.Fatal(err)
-		}
-		for range size / len(chunk) {
-			if _, err := u.Write(chunk); err != nil {
-				b.Fatal(err)
-			}
-		}
-		if err := u.Commit(ctx); err != nil {
-			b.Fatal(err)
-		}
-	}
+	blobtest.BenchCommit(b, s)
 }
 
 func BenchmarkOpenRange8KiB(b *testing.B) {
 	s := open(b, b.TempDir())
-	ctx := context.Background()
-	const size = 64 << 20
-	blobtest.Put(b, s, "cfg/host/disk/id/base.tar.zst", bytes.Repeat([]byte{1}, size))
-	buf := make([]byte, 8192)
-	off := int64(0)
-	for b.Loop() {
-		rc, err := s.OpenRange(ctx, "cfg/host/disk/id/base.tar.zst", off, int64(len(buf)))
-		if err != nil {
-			b.Fatal(err)
-		}
-		if _, err := io.ReadFull(rc, buf); err != nil {
-			b.Fatal(err)
-		}
-		rc.Close()
-		off = (off + 1<<20 + 4096) % (size - int64(len(buf)))
-	}
+	blobtest.BenchOpenRange(b, s, 64<<20)
 }
 
 // TestUnclosedStoresDoNotLeak: callers that hold a blob.Store cannot call

@@ -520,22 +520,7 @@ func TestListOrderChecked(t *testing.T) {
 func BenchmarkOpenRange8KiB(b *testing.B) {
 	srv := s3test.Start(b)
 	s := open(b, options(srv, newBucket(b, srv)))
-	ctx := context.Background()
-	const size = 16 << 20
-	blobtest.Put(b, s, "cfg/host/disk/id/base.tar.zst", bytes.Repeat([]byte{1}, size))
-	buf := make([]byte, 8192)
-	off := int64(0)
-	for b.Loop() {
-		rc, err := s.OpenRange(ctx, "cfg/host/disk/id/base.tar.zst", off, int64(len(buf)))
-		if err != nil {
-			b.Fatal(err)
-		}
-		if _, err := io.ReadFull(rc, buf); err != nil {
-			b.Fatal(err)
-		}
-		rc.Close()
-		off = (off + 1<<20 + 4096) % (size - int64(len(buf)))
-	}
+	blobtest.BenchOpenRange(b, s, 16<<20)
 }
 
 func BenchmarkCommit256MiB(b *testing.B) {
@@ -543,24 +528,7 @@ func BenchmarkCommit256MiB(b *testing.B) {
 	o := options(srv, newBucket(b, srv))
 	o.PartSize = 0 // the default
 	s := open(b, o)
-	ctx := context.Background()
-	chunk := bytes.Repeat([]byte{0x5a}, 1<<20)
-	const size = 256 << 20
-	b.SetBytes(size)
-	for b.Loop() {
-		u, err := s.Create(ctx, "bench/base.tar.zst")
-		if err != nil {
-			b.Fatal(err)
-		}
-		for range size / len(chunk) {
-			if _, err := u.Write(chunk); err != nil {
-				b.Fatal(err)
-			}
-		}
-		if err := u.Commit(ctx); err != nil {
-			b.Fatal(err)
-		}
-	}
+	blobtest.BenchCommit(b, s)
 }
 
 // TestRangeIgnored: a server (or proxy) that answers a ranged GET with the
