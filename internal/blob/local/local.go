@@ -27,10 +27,6 @@ const (
 	// such files, CleanTemp removes stale ones, and keys may not use it.
 	TempPrefix = ".tmp-"
 
-	// writeBufferSize is the bufio buffer of one Upload: the only memory an
-	// upload holds. Writes at least this big go straight to the file.
-	writeBufferSize = 1 << 20
-
 	filePerm = 0o640
 	dirPerm  = 0o750
 
@@ -281,7 +277,8 @@ func (s *Store) createTemp(key string) (*dirs, string, *os.File, error) {
 }
 
 // Create implements blob.Writer. The object is written to a temporary file
-// in its directory through a 1 MiB buffer; Commit flushes and fsyncs it,
+// in its directory through a 1 MiB buffer, its writeback started as it
+// grows (see writeBehind); Commit flushes and fsyncs it,
 // renames it into place and fsyncs the directories.
 func (s *Store) Create(ctx context.Context, key string) (blob.Upload, error) {
 	defer runtime.KeepAlive(s)
@@ -296,7 +293,7 @@ func (s *Store) Create(ctx context.Context, key string) (blob.Upload, error) {
 		return nil, fmt.Errorf("local: create %s: %w", key, err)
 	}
 	_, base := split(key)
-	return &upload{s: s, key: key, base: base, tmp: tmp, dirs: d, f: f, w: bufio.NewWriterSize(f, writeBufferSize), ctx: ctx}, nil
+	return &upload{s: s, key: key, base: base, tmp: tmp, dirs: d, f: f, w: bufio.NewWriterSize(&writeBehind{f: f}, writeBufferSize), ctx: ctx}, nil
 }
 
 // upload keeps Create's ctx because the contract ties the upload's
