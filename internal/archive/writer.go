@@ -1,15 +1,12 @@
 package archive
 
 import (
-	"errors"
 	"fmt"
 	"hash"
 	"io"
 	"sync"
 
 	"github.com/cespare/xxhash/v2"
-
-	"github.com/klauspost/compress/zstd"
 )
 
 // Writer stores one tar stream: it walks the tar as bytes arrive in any
@@ -331,7 +328,7 @@ func (w *Writer) compress() {
 	enc := getEncoder(w.cfg.Level, w.cfg.FrameSize)
 	defer putEncoder(enc, w.cfg.Level, w.cfg.FrameSize)
 	for f := range w.work {
-		f.out = enc.EncodeAll(f.raw, f.out[:0])
+		f.out = enc.encodeFrame(f.out[:0], f.raw)
 		close(f.done)
 	}
 }
@@ -501,47 +498,4 @@ func (w *Writer) recycle() {
 			return
 		}
 	}
-}
-
-// Encoders are pooled by level and window: creating one allocates its
-// tables, and a backup makes several Writers.
-type encoderKey struct {
-	level  zstd.EncoderLevel
-	window int
-}
-
-var encoderPools sync.Map // encoderKey -> *sync.Pool
-
-func encoderKeyFor(level, frameSize int) encoderKey {
-	// A window of at least the frame size makes every frame a single
-	// segment: decoders then need only the frame's content size.
-	window := zstd.MinWindowSize
-	for window < frameSize {
-		window <<= 1
-	}
-	return encoderKey{zstd.EncoderLevelFromZstd(level), window}
-}
-
-func getEncoder(level, frameSize int) *zstd.Encoder {
-	k := encoderKeyFor(level, frameSize)
-	p, _ := encoderPools.LoadOrStore(k, &sync.Pool{})
-	if e, ok := p.(*sync.Pool).Get().(*zstd.Encoder); ok {
-		return e
-	}
-	e, err := zstd.NewWriter(nil,
-		zstd.WithEncoderLevel(k.level),
-		zstd.WithEncoderConcurrency(1),
-		zstd.WithWindowSize(k.window),
-		zstd.WithEncoderCRC(true),
-	)
-	if err != nil {
-		// Only invalid options fail, and these are fixed and valid.
-		panic(errors.Join(errors.New("archive: zstd encoder options"), err))
-	}
-	return e
-}
-
-func putEncoder(e *zstd.Encoder, level, frameSize int) {
-	p, _ := encoderPools.Load(encoderKeyFor(level, frameSize))
-	p.(*sync.Pool).Put(e)
 }

@@ -1,0 +1,35 @@
+package archive
+
+import "sync"
+
+// A frameEncoder compresses one tar frame into one independent zstd frame:
+// content size in the header, single segment (the window covers the
+// frame, so a decoder needs only the content size), content checksum on.
+// Two implementations exist: libzstd through cgo (build tag libzstd, what
+// the project's scripts build) and klauspost/compress (pure Go, the
+// default of a plain go build). Both write standard frames; which one
+// wrote an archive makes no difference to any reader.
+type frameEncoder interface {
+	// encodeFrame appends the compressed frame of src to dst.
+	encodeFrame(dst, src []byte) []byte
+}
+
+// Encoders are pooled by level and frame size: creating one allocates its
+// tables, and a backup makes several Writers.
+type encoderKey struct{ level, frameSize int }
+
+var encoderPools sync.Map // encoderKey -> *sync.Pool
+
+func getEncoder(level, frameSize int) frameEncoder {
+	k := encoderKey{level, frameSize}
+	p, _ := encoderPools.LoadOrStore(k, &sync.Pool{})
+	if e, ok := p.(*sync.Pool).Get().(frameEncoder); ok {
+		return e
+	}
+	return newFrameEncoder(level, frameSize)
+}
+
+func putEncoder(e frameEncoder, level, frameSize int) {
+	p, _ := encoderPools.Load(encoderKey{level, frameSize})
+	p.(*sync.Pool).Put(e)
+}
