@@ -267,11 +267,13 @@ func (w *Writer) boundary(seg int64) error {
 }
 
 // append adds tar bytes to the current frame. Buffers start small and grow
-// to at most FrameSize, so a small archive does not cost full frames.
+// to at most FrameSize, so a small archive does not cost full frames; they
+// grow eightfold (64 KiB, 512 KiB, 4 MiB) because every growth copies the
+// frame and faults in fresh memory, which short backups felt.
 func (w *Writer) append(p []byte) {
 	f := w.frame
 	if need := len(f.raw) + len(p); need > cap(f.raw) {
-		grown := make([]byte, len(f.raw), min(max(2*cap(f.raw), need), w.cfg.FrameSize))
+		grown := make([]byte, len(f.raw), min(max(8*cap(f.raw), need), w.cfg.FrameSize))
 		copy(grown, f.raw)
 		f.raw = grown
 	}

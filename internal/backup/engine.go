@@ -130,6 +130,15 @@ func (e *Engine) run(ctx context.Context, t Target, opt Options) (*Result, error
 		return nil, fmt.Errorf("%s: %w", t, err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
+	// The WAL connection and its temporary slot are opened meanwhile (a
+	// connection costs the server a fork); they are joined before the
+	// backup starts, so the WAL from the backup's start is retained
+	// whatever checkpoints happen meanwhile.
+	var walOpen *walOpening
+	if t.WAL != "fetch" {
+		walOpen = openWAL(ctx, t.ConnInfo)
+		defer walOpen.discard(ctx)
+	}
 
 	sys, err := conn.IdentifySystem(ctx)
 	if err != nil {
@@ -167,11 +176,8 @@ func (e *Engine) run(ctx context.Context, t Target, opt Options) (*Result, error
 		}
 	}()
 
-	if t.WAL != "fetch" {
-		// The WAL connection and its temporary slot exist before the backup
-		// starts, so the WAL from the backup's start is retained whatever
-		// checkpoints happen meanwhile.
-		if err := r.openWAL(); err != nil {
+	if walOpen != nil {
+		if r.walConn, r.walSlot, err = walOpen.join(); err != nil {
 			return nil, fmt.Errorf("%s: %w", t, err)
 		}
 	}
@@ -531,19 +537,54 @@ func (r *run) Notice(n *pgconn.Notice) {
 	r.e.log().Info("server notice", "target", r.t.String(), "severity", n.Severity, "code", n.Code, "message", n.Message)
 }
 
-// openWAL opens the second connection and its temporary slot.
-func (r *run) openWAL() error {
-	c, err := pgrepl.Connect(r.ctx, r.t.ConnInfo)
-	if err != nil {
-		return fmt.Errorf("WAL connection: %w", err)
+// walOpening is the WAL connection and its temporary slot being opened
+// on a goroutine of their own.
+type walOpening struct {
+	done   chan struct{}
+	conn   *pgrepl.Conn
+	slot   string
+	err    error
+	joined bool
+}
+
+// openWAL starts opening the second connection and its temporary slot.
+func openWAL(ctx context.Context, connInfo string) *walOpening {
+	w := &walOpening{done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		c, err := pgrepl.Connect(ctx, connInfo)
+		if err != nil {
+			w.err = fmt.Errorf("WAL connection: %w", err)
+			return
+		}
+		slot, err := c.CreateTemporarySlot(ctx)
+		if err != nil {
+			c.Close(context.WithoutCancel(ctx))
+			w.err = err
+			return
+		}
+		w.conn, w.slot = c, slot
+	}()
+	return w
+}
+
+// join waits for the opening; the connection is the caller's afterwards.
+func (w *walOpening) join() (*pgrepl.Conn, string, error) {
+	<-w.done
+	w.joined = true
+	return w.conn, w.slot, w.err
+}
+
+// discard closes the connection if it was never joined (the run failed
+// before the backup started).
+func (w *walOpening) discard(ctx context.Context) {
+	if w.joined {
+		return
 	}
-	slot, err := c.CreateTemporarySlot(r.ctx)
-	if err != nil {
-		c.Close(context.WithoutCancel(r.ctx))
-		return err
+	<-w.done
+	if w.conn != nil {
+		w.conn.Close(context.WithoutCancel(ctx))
 	}
-	r.walConn, r.walSlot = c, slot
-	return nil
 }
 
 // startWAL streams WAL from the backup's start into pg_wal.tar.
