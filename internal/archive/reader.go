@@ -27,6 +27,17 @@ var frameDecoder = sync.OnceValues(func() (*zstd.Decoder, error) {
 	)
 })
 
+// uncheckedDecoder is frameDecoder without the frames' content checksums,
+// for Scan when the stored bytes are digested.
+var uncheckedDecoder = sync.OnceValues(func() (*zstd.Decoder, error) {
+	return zstd.NewReader(nil,
+		zstd.WithDecoderConcurrency(0),
+		zstd.WithDecoderMaxMemory(MaxFrameSize),
+		zstd.WithDecodeAllCapLimit(true),
+		zstd.IgnoreChecksum(true),
+	)
+})
+
 // Reader reads members of a stored archive at random through its index:
 // reading a member or a block costs one ranged read and one decompression
 // per frame it touches. A Reader is safe for concurrent use.

@@ -99,3 +99,28 @@ func CheckPrefix(prefix string) error {
 	}
 	return CheckKey(strings.TrimSuffix(prefix, "/"))
 }
+
+// ReaderAt reads ranges of the object key through r.OpenRange, one request
+// per call: what random access to an archive needs (restore, verify).
+func ReaderAt(ctx context.Context, r Reader, key string) io.ReaderAt {
+	return &readerAt{ctx: ctx, r: r, key: key}
+}
+
+type readerAt struct {
+	ctx context.Context
+	r   Reader
+	key string
+}
+
+func (b *readerAt) ReadAt(p []byte, off int64) (int, error) {
+	rc, err := b.r.OpenRange(b.ctx, b.key, off, int64(len(p)))
+	if err != nil {
+		return 0, err
+	}
+	defer rc.Close()
+	n, err := io.ReadFull(rc, p)
+	if err == io.ErrUnexpectedEOF {
+		err = io.EOF
+	}
+	return n, err
+}

@@ -135,3 +135,34 @@ func TestVerifyReportsEveryProblem(t *testing.T) {
 		t.Fatalf("verify: exit %d, want both damaged files named:\n%s", code, out)
 	}
 }
+
+// TestVerifySHAManifests checks backups whose manifest uses SHA-256 and
+// SHA-512: verify hashes every file in the manifest's algorithm (the
+// ordered path of the frame scan, where CRC-32C pieces are combined
+// instead), and PostgreSQL's pg_verifybackup agrees the backup is good.
+func TestVerifySHAManifests(t *testing.T) {
+	t.Parallel()
+	pgtest.Require(t, 18)
+	c := pgtest.Start(t, pgtest.Options{Version: 18})
+	c.Exec(t, "postgres", `CREATE TABLE t AS SELECT g, md5(g::text) AS v FROM generate_series(1, 200000) g`)
+	for _, alg := range []string{"SHA256", "SHA512"} {
+		t.Run(alg, func(t *testing.T) {
+			e := newEnv(t)
+			e.writeConfig("c", diskSpec{host: "db1", disk: "d", conn: c.ConnString(pgtest.BackupRole), extra: "    checksums: " + alg + "\n"})
+			e.must("dump", "c")
+			b := e.backups("c")[0]
+			out := e.must("verify", "c")
+			if !strings.Contains(out, b.ID) || !strings.Contains(out, ": ok") {
+				t.Fatalf("verify output:\n%s", out)
+			}
+			m, err := os.ReadFile(filepath.Join(e.backupDir(b), "backup_manifest"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(string(m), `"Checksum-Algorithm": "`+alg+`"`) {
+				t.Fatalf("backup_manifest does not use %s", alg)
+			}
+			pgVerifyTar(t, e.backupDir(b), 18, nil)
+		})
+	}
+}

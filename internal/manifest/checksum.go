@@ -90,9 +90,13 @@ func (c *crc32c) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 func (c *crc32c) Sum(b []byte) []byte { return binary.LittleEndian.AppendUint32(b, c.crc) }
-func (c *crc32c) Reset()              { c.crc = 0 }
-func (c *crc32c) Size() int           { return crc32.Size }
-func (c *crc32c) BlockSize() int      { return 1 }
+
+// CRC32CSum is a CRC-32C as a manifest's checksum bytes: the CRC as it
+// lies in memory, little-endian.
+func CRC32CSum(crc uint32) []byte { return binary.LittleEndian.AppendUint32(nil, crc) }
+func (c *crc32c) Reset()          { c.crc = 0 }
+func (c *crc32c) Size() int       { return crc32.Size }
+func (c *crc32c) BlockSize() int  { return 1 }
 
 // noHash lets callers hash every file the same way when checksums are off.
 type noHash struct{}

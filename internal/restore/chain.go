@@ -124,27 +124,7 @@ func openReader(ctx context.Context, r *repo.Repo, e repo.Entry, a repo.Archive)
 	if err != nil {
 		return nil, err
 	}
-	return archive.NewReader(&blobReaderAt{ctx: ctx, s: r.Store(), key: e.Dir + a.Object}, a.StoredSize, idx)
-}
-
-// blobReaderAt reads ranges of one stored object.
-type blobReaderAt struct {
-	ctx context.Context
-	s   blob.Reader
-	key string
-}
-
-func (b *blobReaderAt) ReadAt(p []byte, off int64) (int, error) {
-	rc, err := b.s.OpenRange(b.ctx, b.key, off, int64(len(p)))
-	if err != nil {
-		return 0, err
-	}
-	defer rc.Close()
-	n, err := io.ReadFull(rc, p)
-	if err == io.ErrUnexpectedEOF {
-		err = io.EOF
-	}
-	return n, err
+	return archive.NewReader(blob.ReaderAt(ctx, r.Store(), e.Dir+a.Object), a.StoredSize, idx)
 }
 
 func gmt(mtime int64) string {

