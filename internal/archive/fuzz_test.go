@@ -3,6 +3,7 @@ package archive_test
 import (
 	"archive/tar"
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -212,4 +213,47 @@ func tarFromBytes(t *testing.T, b []byte) []byte {
 		}
 	}
 	return buildTar(t, es)
+}
+
+// FuzzScan feeds Scan damaged stored bytes and damaged (but parseable)
+// indexes: it must never panic or hang, must fail with ErrCorrupt when it
+// fails on its own, and when it succeeds with the stored bytes intact it
+// must give the Writer's digests.
+func FuzzScan(f *testing.F) {
+	_, res, stored := seedArchive(f, archive.Zstd, true)
+	_, resNone, storedNone := seedArchive(f, archive.None, true)
+	f.Add(stored, res.Index, true)
+	f.Add(storedNone, resNone.Index, false)
+	f.Add(stored[:len(stored)/2], res.Index, true)
+	f.Fuzz(func(t *testing.T, b, ib []byte, crcMode bool) {
+		idx, err := archive.ParseIndex(fixCRC(ib))
+		if err != nil || idx.FrameSize > 256<<10 || len(idx.Frames) > 64 {
+			return
+		}
+		opt := archive.ScanOptions{Hash: crc32c, Workers: 2}
+		if crcMode {
+			opt = archive.ScanOptions{CRC32C: func(c uint32) []byte { return binary.BigEndian.AppendUint32(nil, c) }, Workers: 2}
+		}
+		var sums [][]byte
+		err = archive.Scan(bytes.NewReader(b), idx, opt, func(m *archive.Member, sum []byte) error {
+			sums = append(sums, sum)
+			return nil
+		})
+		if err != nil {
+			if !isCorrupt(err) {
+				t.Fatalf("error does not wrap ErrCorrupt: %v", err)
+			}
+			return
+		}
+		if len(sums) != len(idx.Members) {
+			t.Fatalf("visited %d of %d members", len(sums), len(idx.Members))
+		}
+		if bytes.Equal(b, stored) && bytes.Equal(ib, res.Index) {
+			for i, m := range res.Members {
+				if !bytes.Equal(sums[i], m.Checksum) {
+					t.Fatalf("member %q: digest %x, want %x", m.Name, sums[i], m.Checksum)
+				}
+			}
+		}
+	})
 }

@@ -51,7 +51,6 @@ of --host/--disk (or of the config's only disk).`,
 }
 
 func runRestore(ctx context.Context, g *globals, o restoreOptions) error {
-	tuneGC()
 	to, err := filepath.Abs(o.to)
 	if err != nil {
 		return usagef("--to %q: %v", o.to, err)
