@@ -26,6 +26,11 @@ type ScanOptions struct {
 	// Skip, when set, names members whose data need not be hashed (their
 	// digest is nil).
 	Skip func(m *Member) bool
+	// Keep names small members whose data the caller wants; Kept then
+	// receives it on Scan's goroutine, before visit sees the member. Only
+	// members that lie in one frame are kept.
+	Keep func(m *Member) bool
+	Kept func(m *Member, data []byte)
 	// Stored, when set, is fed the stored bytes in order: the whole object,
 	// for a digest over it.
 	Stored io.Writer
@@ -112,6 +117,7 @@ type scanSpan struct {
 	member      int
 	from, to    int // in the frame's raw bytes
 	first, last bool
+	hash, keep  bool
 }
 
 // framePlan is what one frame holds: the headers to check and the data
@@ -129,12 +135,23 @@ func planScan(idx *Index, opt ScanOptions) []framePlan {
 		m := &idx.Members[mi]
 		fi = idx.frameFrom(fi, m.HeaderOffset)
 		plan[fi].headers = append(plan[fi].headers, mi)
-		if !hashing || m.Type != TypeReg || (opt.Skip != nil && opt.Skip(m)) {
+		if m.Type != TypeReg {
+			continue
+		}
+		hash := hashing && (opt.Skip == nil || !opt.Skip(m))
+		keep := opt.Keep != nil && opt.Kept != nil && opt.Keep(m)
+		if !hash && !keep {
 			continue
 		}
 		if m.Size == 0 {
-			plan[fi].spans = append(plan[fi].spans, scanSpan{member: mi, first: true, last: true})
+			plan[fi].spans = append(plan[fi].spans, scanSpan{member: mi, first: true, last: true, hash: hash, keep: keep})
 			continue
+		}
+		if keep && idx.frameFrom(fi, m.DataOffset) != idx.frameFrom(fi, m.DataOffset+m.Size-1) {
+			keep = false // spread over frames: not kept
+			if !hash {
+				continue
+			}
 		}
 		for off, end := m.DataOffset, m.DataOffset+m.Size; off < end; {
 			fi = idx.frameFrom(fi, off)
@@ -144,6 +161,7 @@ func planScan(idx *Index, opt ScanOptions) []framePlan {
 				member: mi,
 				from:   int(off - f.RawOffset), to: int(to - f.RawOffset),
 				first: off == m.DataOffset, last: to == end,
+				hash: hash, keep: keep,
 			})
 			off = to
 		}
@@ -196,17 +214,6 @@ type scanner struct {
 	plan []framePlan
 }
 
-// decoder skips zstd's content checksums when the caller digests the
-// stored bytes: a stored object that matches its digest decodes to what
-// was written, and the members' own digests cover their data. The
-// checksum (XXH64 of every decoded byte) cost a tenth of a scan.
-func (s *scanner) decoder() (*zstd.Decoder, error) {
-	if s.opt.Stored != nil {
-		return uncheckedDecoder()
-	}
-	return frameDecoder()
-}
-
 type scanJob struct {
 	i     int
 	reply chan scanned
@@ -219,6 +226,7 @@ type scanned struct {
 	raw    []byte   // decoded bytes
 	shared bool     // raw is stored (uncompressed)
 	crcs   []uint32 // per span of the frame's plan, with CRC32C
+	kept   [][]byte // per span of the frame's plan, copies of kept members
 	err    error
 }
 
@@ -232,7 +240,17 @@ func (r *scanned) release() {
 	r.raw, r.stored = nil, nil
 }
 
+// work is a worker goroutine. Its decoder skips zstd's content checksums
+// when the caller digests the stored bytes: a stored object that matches
+// its digest decodes to what was written, and the members' own digests
+// cover their data. The checksum (XXH64 of every decoded byte) cost a
+// tenth of a scan.
 func (s *scanner) work(jobs <-chan scanJob) {
+	get := frameDecoder
+	if s.opt.Stored != nil {
+		get = uncheckedDecoder
+	}
+	dec, decErr := get()
 	// With CRC-32C nothing but the CRCs leaves the worker, so it decodes
 	// every frame into the same buffer, which stays in its core's cache.
 	var own []byte
@@ -244,16 +262,19 @@ func (s *scanner) work(jobs <-chan scanJob) {
 			}
 			r.raw, r.shared = own[:0], true
 		}
-		r.err = s.frame(&r)
+		r.err = decErr
+		if r.err == nil {
+			r.err = s.frame(&r, dec)
+		}
 		if r.shared && s.idx.Compression != None {
-			own, r.raw = r.raw[:0], nil
+			r.raw = nil // own stays with the worker
 		}
 		j.reply <- r
 	}
 }
 
 // frame reads, decodes and checks frame r.i.
-func (s *scanner) frame(r *scanned) error {
+func (s *scanner) frame(r *scanned, dec *zstd.Decoder) error {
 	f := &s.idx.Frames[r.i]
 	r.stored = getBuf(int(f.StoredSize))
 	n, err := s.ra.ReadAt(r.stored, f.StoredOffset)
@@ -270,15 +291,11 @@ func (s *scanner) frame(r *scanned) error {
 		}
 		r.raw, r.shared = r.stored, true
 	default:
-		dec, err := s.decoder()
-		if err != nil {
-			return err
-		}
 		dst := r.raw
 		if dst == nil {
 			dst = getBuf(int(f.RawSize))[:0]
 		}
-		out, err := dec.DecodeAll(r.stored, dst[:0])
+		out, err := dec.DecodeAll(r.stored, dst[:0:min(cap(dst), int(f.RawSize))])
 		r.raw = out
 		if err != nil {
 			return corruptf("frame %d (stored bytes %d..%d): %v", r.i, f.StoredOffset, f.StoredOffset+f.StoredSize, err)
@@ -302,10 +319,18 @@ func (s *scanner) frame(r *scanned) error {
 			return corruptAt(m.HeaderOffset, "index says member %q (size %d), archive has %q (size %d)", m.Name, m.Size, got.Name, got.Size)
 		}
 	}
-	if s.opt.CRC32C != nil {
-		r.crcs = make([]uint32, len(p.spans))
-		for k, sp := range p.spans {
+	for k, sp := range p.spans {
+		if sp.hash && s.opt.CRC32C != nil {
+			if r.crcs == nil {
+				r.crcs = make([]uint32, len(p.spans))
+			}
 			r.crcs[k] = crc32.Update(0, castagnoliTable, r.raw[sp.from:sp.to])
+		}
+		if sp.keep {
+			if r.kept == nil {
+				r.kept = make([][]byte, len(p.spans))
+			}
+			r.kept[k] = append([]byte{}, r.raw[sp.from:sp.to]...)
 		}
 	}
 	return nil
@@ -330,6 +355,17 @@ func (c *consumer) frame(r scanned) error {
 		// Members before this one have no data to hash: visit them.
 		if err := c.visitUpTo(sp.member); err != nil {
 			return err
+		}
+		if sp.keep {
+			c.s.opt.Kept(&c.s.idx.Members[sp.member], r.kept[k])
+		}
+		if !sp.hash {
+			if sp.last {
+				if err := c.emit(sp.member, nil); err != nil {
+					return err
+				}
+			}
+			continue
 		}
 		if c.s.opt.CRC32C != nil {
 			if sp.first {

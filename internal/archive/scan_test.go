@@ -166,3 +166,57 @@ func TestScanVisitError(t *testing.T) {
 		t.Fatalf("Scan = %v after %d visits, want the visitor's error after 3", err, n)
 	}
 }
+
+// Keep hands over the data of small members that lie in one frame, with or
+// without hashing; a member spread over frames is not kept.
+func TestScanKeep(t *testing.T) {
+	rng := rand.New(rand.NewPCG(13, 14))
+	es := randomEntries(rng, archive.MinFrameSize)
+	tb := buildTar(t, es)
+	data := map[string][]byte{}
+	for _, e := range es {
+		data[e.name] = e.data
+	}
+	res, stored := store(t, tb, archive.Options{Compression: archive.Zstd, FrameSize: archive.MinFrameSize, Hash: crc32c})
+	idx, _ := archive.ParseIndex(res.Index)
+	for _, hashing := range []bool{false, true} {
+		kept := map[string][]byte{}
+		opt := archive.ScanOptions{
+			Keep: func(m *archive.Member) bool { return true },
+			Kept: func(m *archive.Member, b []byte) { kept[m.Name] = b },
+		}
+		if hashing {
+			opt.CRC32C = crcLE
+		}
+		if _, err := scanAll(stored, idx, opt); err != nil {
+			t.Fatal(err)
+		}
+		spread := 0
+		for _, m := range idx.Members {
+			if m.Type != archive.TypeReg {
+				continue
+			}
+			b, ok := kept[m.Name]
+			frameOf := func(off int64) int {
+				for i, f := range idx.Frames {
+					if off < f.RawOffset+f.RawSize {
+						return i
+					}
+				}
+				return -1
+			}
+			inOne := m.Size == 0 || frameOf(m.DataOffset) == frameOf(m.DataOffset+m.Size-1)
+			switch {
+			case ok && !bytes.Equal(b, data[m.Name]):
+				t.Errorf("hashing %v: %q kept with different data", hashing, m.Name)
+			case ok != inOne:
+				t.Errorf("hashing %v: %q (in one frame: %v) kept: %v", hashing, m.Name, inOne, ok)
+			case !ok:
+				spread++
+			}
+		}
+		if len(kept) == 0 || spread == 0 {
+			t.Errorf("hashing %v: %d members kept, %d spread over frames; want some of each", hashing, len(kept), spread)
+		}
+	}
+}

@@ -28,9 +28,12 @@ func (v *verifier) scanArchive(ctx context.Context, a repo.Archive, idx *archive
 	opt := archive.ScanOptions{
 		Stored: digest,
 		Skip: func(m *archive.Member) bool {
-			p := prefix + strings.TrimPrefix(m.Name, "./")
-			return isWAL || walSegmentPath(p) || (p == "backup_label" && prefix == "")
+			return isWAL || walSegmentPath(prefix+strings.TrimPrefix(m.Name, "./"))
 		},
+		Keep: func(m *archive.Member) bool {
+			return !isWAL && prefix == "" && strings.TrimPrefix(m.Name, "./") == "backup_label" && m.Size <= 64<<10
+		},
+		Kept: func(m *archive.Member, data []byte) { v.label = data },
 	}
 	alg, err := manifest.CanonicalAlgorithm(v.e.ChecksumAlgorithm)
 	switch {
@@ -50,10 +53,12 @@ func (v *verifier) scanArchive(ctx context.Context, a repo.Archive, idx *archive
 			return nil
 		}
 		p := prefix + strings.TrimPrefix(m.Name, "./")
-		switch {
-		case p == "backup_label" && prefix == "":
+		if p == "backup_label" && prefix == "" && v.label == nil {
 			lm := *m
-			label = &lm
+			label = &lm // not kept (too large, or in two frames): read after the scan
+			return nil
+		}
+		switch {
 		case walSegmentPath(p):
 			// WAL fetched into base.tar: not in the manifest.
 		default:
