@@ -46,7 +46,6 @@ listed DISKs of HOST. Exit status 0 only if every disk was backed up.`,
 }
 
 func runDump(ctx context.Context, g *globals, o dumpOptions) error {
-	tuneGC()
 	switch o.level {
 	case "", "full", "incremental", "auto":
 	default:

@@ -27,7 +27,6 @@ is printed, one per line. Exit status 0 only if all backups are intact.`,
 }
 
 func runVerify(ctx context.Context, g *globals, config string, ids []string) error {
-	tuneGC()
 	a := &app.App{ConfigDir: g.dir(), Log: g.log}
 	c, err := loadConfig(a, config)
 	if err != nil {
