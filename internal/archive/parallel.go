@@ -192,7 +192,7 @@ func getBuf(n int) []byte {
 	if b, ok := frameBufs.Get().(*[]byte); ok && cap(*b) >= n {
 		return (*b)[:n]
 	}
-	return make([]byte, n, max(n, DefaultFrameSize))
+	return bigBuffer(n, max(n, DefaultFrameSize))
 }
 
 func putBuf(b []byte) {

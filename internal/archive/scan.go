@@ -258,7 +258,7 @@ func (s *scanner) work(jobs <-chan scanJob) {
 		r := scanned{i: j.i}
 		if s.opt.CRC32C != nil && s.idx.Compression != None {
 			if own == nil {
-				own = make([]byte, 0, s.idx.FrameSize)
+				own = bigBuffer(0, s.idx.FrameSize)
 			}
 			r.raw, r.shared = own[:0], true
 		}

@@ -273,7 +273,7 @@ func (w *Writer) boundary(seg int64) error {
 func (w *Writer) append(p []byte) {
 	f := w.frame
 	if need := len(f.raw) + len(p); need > cap(f.raw) {
-		grown := make([]byte, len(f.raw), min(max(8*cap(f.raw), need), w.cfg.FrameSize))
+		grown := bigBuffer(len(f.raw), min(max(8*cap(f.raw), need), w.cfg.FrameSize))
 		copy(grown, f.raw)
 		f.raw = grown
 	}
