@@ -6,3 +6,4 @@ package archive
 func bigBuffer(n, c int) []byte { return make([]byte, n, c) }
 
 const bigBufferAligns = false
+const hugePage = 2 << 20

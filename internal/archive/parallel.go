@@ -192,6 +192,11 @@ func getBuf(n int) []byte {
 	if b, ok := frameBufs.Get().(*[]byte); ok && cap(*b) >= n {
 		return (*b)[:n]
 	}
+	if n < hugePage {
+		// A stored (compressed) frame is a twentieth of its raw size: huge
+		// pages would make all of a buffer resident for the little used.
+		return make([]byte, n, max(n, DefaultFrameSize))
+	}
 	return bigBuffer(n, max(n, DefaultFrameSize))
 }
 
