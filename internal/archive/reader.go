@@ -191,7 +191,7 @@ var storedBufs sync.Pool
 func (r *Reader) loadFrame(i int, dst []byte) ([]byte, error) {
 	f := &r.idx.Frames[i]
 	if cap(dst) < int(f.RawSize) {
-		dst = bigBuffer(0, int(f.RawSize))
+		dst = make([]byte, 0, f.RawSize)
 	}
 	dst = dst[:0]
 	if r.idx.Compression == None {
@@ -202,7 +202,7 @@ func (r *Reader) loadFrame(i int, dst []byte) ([]byte, error) {
 	if bp, ok := storedBufs.Get().(*[]byte); ok && cap(*bp) >= int(f.StoredSize) {
 		src = (*bp)[:f.StoredSize]
 	} else {
-		src = bigBuffer(int(f.StoredSize), int(f.StoredSize))
+		src = make([]byte, f.StoredSize)
 	}
 	defer storedBufs.Put(&src)
 	if err := r.readStored(src, f.StoredOffset); err != nil {
