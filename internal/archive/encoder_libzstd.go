@@ -5,6 +5,7 @@ package archive
 /*
 #cgo LDFLAGS: -lzstd
 #include <zstd.h>
+#include <zstd_errors.h>
 
 // hf_cctx makes a compression context for one level, with the content
 // checksum on. NULL if the library refuses.
@@ -36,8 +37,7 @@ var EncoderName = fmt.Sprintf("libzstd %s (cgo)", C.GoString(C.ZSTD_versionStrin
 // encoder at level 1 on relation data, and smaller output (see the
 // package benchmarks).
 type cEncoder struct {
-	cctx    *C.ZSTD_CCtx
-	scratch []byte // compressBound of a frame: libzstd writes here, the frame keeps only what it needs
+	cctx *C.ZSTD_CCtx
 }
 
 func newFrameEncoder(level, frameSize int) frameEncoder {
@@ -54,26 +54,38 @@ func newFrameEncoder(level, frameSize int) frameEncoder {
 
 // encodeFrame compresses src in one call: libzstd knows the size up
 // front, so it writes it into the header and makes the frame a single
-// segment. The output goes to the encoder's scratch buffer first: a
-// frame's own buffer then grows to what the frame compresses to (a
-// twentieth of its size on relation data) instead of the worst case, and
-// short archives touch that much less fresh memory.
+// segment. It compresses straight into dst's spare capacity, which after
+// the first frames is what frames compress to (a twentieth of their size
+// on relation data); only a frame that does not fit there is compressed
+// again into room for the worst case. A worst-case buffer per encoder
+// would be megabytes the garbage collector counts but nothing touches.
 func (e *cEncoder) encodeFrame(dst, src []byte) []byte {
 	bound := int(C.ZSTD_compressBound(C.size_t(len(src))))
-	if cap(e.scratch) < bound {
-		e.scratch = make([]byte, bound) // mostly untouched: frames compress to a fraction
+	if cap(dst)-len(dst) < min(bound, len(src)/8+4096) {
+		dst = grow(dst, min(bound, len(src)/8+4096))
 	}
-	out := e.scratch[:bound]
 	var in unsafe.Pointer
 	if len(src) > 0 {
 		in = unsafe.Pointer(unsafe.SliceData(src))
 	}
-	n := C.ZSTD_compress2(e.cctx, unsafe.Pointer(unsafe.SliceData(out)), C.size_t(len(out)), in, C.size_t(len(src)))
-	runtime.KeepAlive(src)
-	if C.ZSTD_isError(n) != 0 {
-		// With a destination of compressBound bytes only a broken
-		// library fails.
-		panic("archive: libzstd: " + C.GoString(C.ZSTD_getErrorName(n)))
+	for {
+		out := dst[len(dst):cap(dst)]
+		n := C.ZSTD_compress2(e.cctx, unsafe.Pointer(unsafe.SliceData(out)), C.size_t(len(out)), in, C.size_t(len(src)))
+		runtime.KeepAlive(src)
+		if C.ZSTD_isError(n) == 0 {
+			return dst[:len(dst)+int(n)]
+		}
+		if C.ZSTD_getErrorCode(n) != C.ZSTD_error_dstSize_tooSmall || len(out) >= bound {
+			// With compressBound bytes of room only a broken library fails.
+			panic("archive: libzstd: " + C.GoString(C.ZSTD_getErrorName(n)))
+		}
+		dst = grow(dst, bound)
 	}
-	return append(dst, out[:n]...)
+}
+
+// grow returns dst with room for at least n more bytes.
+func grow(dst []byte, n int) []byte {
+	g := make([]byte, len(dst), len(dst)+n)
+	copy(g, dst)
+	return g
 }
