@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -103,8 +104,14 @@ func (c *Conn) BaseBackup(ctx context.Context, opts BaseBackupOptions, sink Sink
 		return Result{}, c.commandError(ctx, "BASE_BACKUP", err, nil)
 	}
 	s := newBackupSession(op, opts, sink)
+	// One watcher for the whole stream instead of one per message (a GiB is
+	// some 35,000 messages, and pgconn arms and disarms a context watcher
+	// for each): cancellation interrupts the socket read through a deadline
+	// in the past, and the error is then reported as the interruption.
+	stop := context.AfterFunc(ctx, func() { c.pg.Conn().SetDeadline(time.Unix(1, 0)) })
+	defer stop()
 	for {
-		msg, err := c.pg.ReceiveMessage(ctx)
+		msg, err := c.pg.ReceiveMessage(context.Background())
 		if err != nil {
 			if ctx.Err() != nil {
 				c.abort()
