@@ -24,7 +24,7 @@ bench:
 
 vet:
 	go vet -tags $(TAGS) ./...
-	gofmt -l $$(git ls-files '*.go')
+	test -z "$$(gofmt -l $$(git ls-files '*.go'))"
 
 fuzz:
 	bash scripts/fuzz.sh

@@ -5,18 +5,19 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 fuzztime=${FUZZTIME:-10s}
+export GOFLAGS="${GOFLAGS:+$GOFLAGS }-tags=libzstd" # as scripts/test.sh builds
+log=$(mktemp /tmp/holdfast-fuzz.XXXXXX)
+trap 'rm -f "$log"' EXIT
 rc=0
-while IFS= read -r pkg; do
-	dir=$(go list -f '{{.Dir}}' "$pkg")
+while read -r pkg dir; do
 	for name in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$dir"/*_test.go | sed 's/^func //' | sort -u); do
 		echo "fuzz: $pkg $name ($fuzztime)"
-		if ! go test -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime" "$pkg" >/tmp/holdfast-fuzz.log 2>&1; then
-			cat /tmp/holdfast-fuzz.log
+		if ! go test -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime" "$pkg" >"$log" 2>&1; then
+			cat "$log"
 			rc=1
 		fi
 	done
-done < <(go list ./... | while read -r p; do
-	d=$(go list -f '{{.Dir}}' "$p")
-	grep -lq '^func Fuzz' "$d"/*_test.go 2>/dev/null && echo "$p"
+done < <(go list -f '{{.ImportPath}} {{.Dir}}' ./... | while read -r p d; do
+	if grep -lq '^func Fuzz' "$d"/*_test.go 2>/dev/null; then echo "$p $d"; fi
 done)
 exit "$rc"

@@ -8,9 +8,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// bigBufferAligns says large buffers start on a huge page boundary.
-const bigBufferAligns = true
-
 // hugePage is the size of a transparent huge page on x86-64 and arm64.
 const hugePage = 2 << 20
 

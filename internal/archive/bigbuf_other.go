@@ -5,5 +5,4 @@ package archive
 // bigBuffer returns make([]byte, n, c); see the Linux version.
 func bigBuffer(n, c int) []byte { return make([]byte, n, c) }
 
-const bigBufferAligns = false
 const hugePage = 2 << 20

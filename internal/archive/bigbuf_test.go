@@ -1,6 +1,7 @@
 package archive
 
 import (
+	"runtime"
 	"testing"
 	"unsafe"
 )
@@ -19,7 +20,7 @@ func TestBigBuffer(t *testing.T) {
 			}
 		}
 		clear(b)
-		if c >= 2<<20 && len(b) > 0 && uintptr(unsafe.Pointer(&b[0]))%(2<<20) != 0 && bigBufferAligns {
+		if c >= 2<<20 && len(b) > 0 && uintptr(unsafe.Pointer(&b[0]))%(2<<20) != 0 && runtime.GOOS == "linux" {
 			t.Errorf("bigBuffer(%d, %d) does not start on a 2 MiB boundary", n, c)
 		}
 	}

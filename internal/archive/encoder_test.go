@@ -45,4 +45,12 @@ func TestEncodeFrame(t *testing.T) {
 	if !bytes.HasPrefix(out, []byte("prefix")) {
 		t.Fatal("encodeFrame dropped dst's bytes")
 	}
+	if got, err := dec.DecodeAll(out[6:], nil); err != nil || !bytes.Equal(got, random[:5000]) {
+		t.Fatalf("appended frame: %d bytes, %v", len(got), err)
+	}
+	// The frame header promises what readers rely on.
+	var h zstd.Header
+	if err := h.Decode(out[6:]); err != nil || !h.SingleSegment || !h.HasCheckSum || !h.HasFCS || h.FrameContentSize != 5000 {
+		t.Fatalf("frame header %+v, %v: want single segment, content size 5000, checksum", h, err)
+	}
 }

@@ -2,7 +2,6 @@ package archive
 
 import (
 	"errors"
-	"fmt"
 	"io"
 	"runtime"
 	"sync"
@@ -91,6 +90,10 @@ func (d *parallelDecoder) produce(r io.Reader, frames []Frame) {
 		select {
 		case d.jobs <- decodeJob{i: i, f: f, src: src, reply: reply}:
 		case <-d.done:
+			// Queued but never sent: answer it, or Close's drain would
+			// wait for it forever.
+			putBuf(src)
+			reply <- decoded{err: errClosedDecoder}
 			return
 		}
 	}
@@ -152,18 +155,22 @@ func (d *parallelDecoder) Read(p []byte) (int, error) {
 	return n, nil
 }
 
+var errClosedDecoder = errors.New("archive: parallel decoder closed")
+
 // Close stops the producer and the workers.
 func (d *parallelDecoder) Close() error {
 	d.once.Do(func() {
 		d.cur = nil
 		close(d.done)
 		if d.err == nil {
-			d.err = fmt.Errorf("archive: parallel decoder closed")
+			d.err = errClosedDecoder
 		}
-		// Drain so blocked workers can finish.
+		// Drain so blocked workers can finish, and take their buffers back.
 		go func() {
 			for reply := range d.order {
-				<-reply
+				if r := <-reply; r.buf != nil {
+					putBuf(r.buf)
+				}
 			}
 		}()
 	})

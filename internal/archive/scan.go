@@ -82,6 +82,9 @@ func Scan(ra io.ReaderAt, idx *Index, opt ScanOptions, visit func(m *Member, sum
 			select {
 			case jobs <- scanJob{i: i, reply: reply}:
 			case <-done:
+				// Queued but never sent: answer it, or the drain below
+				// would wait for it forever.
+				reply <- scanned{err: errScanStopped}
 				return
 			}
 		}
@@ -178,17 +181,13 @@ func (x *Index) frameFrom(i int, off int64) int {
 	return i
 }
 
-// maxStored bounds the stored size of a frame of raw bytes: zstd's worst
-// case is the raw size plus a 1/256 and a few headers.
-func maxStored(raw int64) int64 { return raw + raw/64 + 64<<10 }
-
 // checkLayout refuses an index whose members do not lie in its frames in
 // order, so planScan's offsets are all inside frames.
 func (x *Index) checkLayout() error {
 	var end int64
 	for i := range x.Frames {
 		f := &x.Frames[i]
-		if f.RawOffset != end || f.RawSize <= 0 || f.RawSize > MaxFrameSize || f.StoredSize < 0 || f.StoredSize > maxStored(f.RawSize) {
+		if f.RawOffset != end || f.RawSize <= 0 || f.RawSize > MaxFrameSize || f.StoredSize < 0 || uint64(f.StoredSize) > zstdBound(uint64(f.RawSize)) {
 			return corruptf("index: frame %d (raw %d+%d) out of order or size", i, f.RawOffset, f.RawSize)
 		}
 		end += f.RawSize
@@ -416,3 +415,5 @@ func (c *consumer) finish() error {
 }
 
 var castagnoliTable = crc32.MakeTable(crc32.Castagnoli)
+
+var errScanStopped = errors.New("archive: scan stopped")

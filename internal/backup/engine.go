@@ -399,12 +399,14 @@ func (r *run) openArchive(sent, location string) (*openArchive, error) {
 
 // closeArchive finishes an archive: flush, store its index, commit both.
 func (r *run) closeArchive(a *openArchive) error {
+	var unzipErr error
 	if a.unzip != nil {
-		if err := a.unzip.Close(); err != nil {
-			return fmt.Errorf("archive %s: %w", a.name, err)
-		}
+		unzipErr = a.unzip.Close()
 	}
-	res, err := a.w.Close()
+	res, err := a.w.Close() // always: it stops the writer's goroutines
+	if unzipErr != nil {
+		return fmt.Errorf("archive %s: %w", a.name, unzipErr)
+	}
 	if err != nil {
 		return fmt.Errorf("archive %s: %w", a.name, err)
 	}
@@ -646,6 +648,13 @@ func (r *run) abort() {
 	r.closeWAL()
 	if r.cur != nil && r.cur.unzip != nil {
 		r.cur.unzip.Abort(errors.New("backup aborted"))
+	}
+	// Archives still open stop their pipelines (goroutines, frames,
+	// encoders): in serve a failed dump must not leave them behind.
+	for _, a := range []*openArchive{r.cur, r.walArc} {
+		if a != nil {
+			a.w.Close()
+		}
 	}
 	r.mu.Lock()
 	ups := r.uploads

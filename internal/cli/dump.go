@@ -46,7 +46,7 @@ listed DISKs of HOST. Exit status 0 only if every disk was backed up.`,
 }
 
 func runDump(ctx context.Context, g *globals, o dumpOptions) error {
-	tuneDumpGC()
+	defer tuneDumpGC()()
 	switch o.level {
 	case "", "full", "incremental", "auto":
 	default:

@@ -176,14 +176,18 @@ func TestClientVanishesMidDump(t *testing.T) {
 	addr := fmt.Sprintf("127.0.0.1:%d", e.startServe())
 	ctx, cancel := context.WithCancel(context.Background())
 	cl := dialAmtest(t, ctx, addr)
+	writing := make(chan bool, 1)
 	go func() {
 		// Vanish once the backup is being written.
-		e.waitWriting()
+		writing <- e.waitWriting()
 		cancel()
 		cl.Close(context.Background())
 	}()
 	if _, err := cl.Dump(ctx, nil); err == nil {
 		t.Fatal("DUMP finished although the client vanished")
+	}
+	if !<-writing {
+		t.Fatal("the dump never started writing: the client did not vanish mid-dump")
 	}
 	// The server notices, cancels the engine, removes what it wrote.
 	deadline := time.Now().Add(30 * time.Second)

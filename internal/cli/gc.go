@@ -15,8 +15,12 @@ import (
 // environment wins.
 const dumpGCPercent = 50
 
-func tuneDumpGC() {
-	if _, set := os.LookupEnv("GOGC"); !set {
-		debug.SetGCPercent(dumpGCPercent)
+// tuneDumpGC applies dumpGCPercent and returns what restores the previous
+// setting (the CLI also runs in-process, in the tests).
+func tuneDumpGC() (restore func()) {
+	if _, set := os.LookupEnv("GOGC"); set {
+		return func() {}
 	}
+	old := debug.SetGCPercent(dumpGCPercent)
+	return func() { debug.SetGCPercent(old) }
 }

@@ -190,10 +190,7 @@ func (v *verifier) archive(ctx context.Context, a repo.Archive, prefix string, w
 		if h == nil {
 			h, _ = manifest.NewHash(manifest.AlgNone)
 		}
-		var dst io.Writer = io.Discard
-		if h != nil {
-			dst = h
-		}
+		dst := io.Writer(h)
 		if v.buf == nil {
 			v.buf = make([]byte, copyBuffer)
 		}

@@ -109,7 +109,12 @@ func (c *Conn) BaseBackup(ctx context.Context, opts BaseBackupOptions, sink Sink
 	// for each): cancellation interrupts the socket read through a deadline
 	// in the past, and the error is then reported as the interruption.
 	stop := context.AfterFunc(ctx, func() { c.pg.Conn().SetDeadline(time.Unix(1, 0)) })
-	defer stop()
+	defer func() {
+		if !stop() {
+			// Cancelled as the stream ended: clear the deadline.
+			c.pg.Conn().SetDeadline(time.Time{})
+		}
+	}()
 	for {
 		msg, err := c.pg.ReceiveMessage(context.Background())
 		if err != nil {

@@ -1,7 +1,6 @@
 package pgrepl_test
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
 	"errors"
@@ -162,26 +161,6 @@ func (w *walServer) stream(s *session) error {
 		&pgproto3.ReadyForQuery{TxStatus: 'I'})
 }
 
-func readTar(t *testing.T, b []byte) map[string][]byte {
-	t.Helper()
-	out := map[string][]byte{}
-	tr := tar.NewReader(bytes.NewReader(b))
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			return out
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		c, err := io.ReadAll(tr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out[h.Name] = c
-	}
-}
-
 func checkWAL(t *testing.T, seg []byte, segStart wal.LSN, upto int) {
 	t.Helper()
 	if len(seg) != fakeSeg {
@@ -238,7 +217,7 @@ func TestStreamWALStopsAfterEnd(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("StreamWAL did not stop")
 	}
-	members := readTar(t, buf.Bytes())
+	members := tarMembersBytes(t, buf.Bytes())
 	if len(members) != 3 {
 		t.Errorf("members: %d", len(members))
 	}
@@ -301,7 +280,7 @@ func TestStreamWALStopsWhileStreaming(t *testing.T) {
 	if res.End < 0x500000+250_000 || len(res.Segments) != 1 {
 		t.Errorf("result %+v", res)
 	}
-	members := readTar(t, buf.Bytes())
+	members := tarMembersBytes(t, buf.Bytes())
 	checkWAL(t, members["000000010000000000000005"], 0x500000, int(res.End-0x500000))
 	// The session is usable again afterwards.
 	if _, err := c.IdentifySystem(ctx); err != nil {
