@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"math/rand/v2"
 	"testing"
@@ -234,6 +235,8 @@ func FuzzScan(f *testing.F) {
 		if crcMode {
 			opt = archive.ScanOptions{CRC32C: func(c uint32) []byte { return binary.BigEndian.AppendUint32(nil, c) }, Workers: 2}
 		}
+		var storedCRC uint32
+		opt.StoredCRC32C = &storedCRC
 		var sums [][]byte
 		err = archive.Scan(bytes.NewReader(b), idx, opt, func(m *archive.Member, sum []byte) error {
 			sums = append(sums, sum)
@@ -247,6 +250,9 @@ func FuzzScan(f *testing.F) {
 		}
 		if len(sums) != len(idx.Members) {
 			t.Fatalf("visited %d of %d members", len(sums), len(idx.Members))
+		}
+		if want := crc32.Checksum(b[:idx.StoredSize], crc32.MakeTable(crc32.Castagnoli)); storedCRC != want {
+			t.Fatalf("StoredCRC32C %08x, the stored bytes have %08x", storedCRC, want)
 		}
 		if bytes.Equal(b, stored) && bytes.Equal(ib, res.Index) {
 			for i, m := range res.Members {

@@ -34,6 +34,11 @@ type ScanOptions struct {
 	// Stored, when set, is fed the stored bytes in order: the whole object,
 	// for a digest over it.
 	Stored io.Writer
+	// StoredCRC32C, when set, receives the CRC-32C of the whole stored
+	// object when Scan returns nil. Each frame's is computed where it is
+	// read, in parallel, and combined in order; in an uncompressed archive
+	// with CRC32C it comes from the same pass as the members' CRCs.
+	StoredCRC32C *uint32
 	// Workers is how many frames are read and decoded at once; 0 selects
 	// GOMAXPROCS.
 	Workers int
@@ -225,6 +230,7 @@ type scanned struct {
 	raw    []byte   // decoded bytes
 	shared bool     // raw is stored (uncompressed)
 	crcs   []uint32 // per span of the frame's plan, with CRC32C
+	crc    uint32   // of the stored frame, with StoredCRC32C
 	kept   [][]byte // per span of the frame's plan, copies of kept members
 	err    error
 }
@@ -239,6 +245,12 @@ func (r *scanned) release() {
 	r.raw, r.stored = nil, nil
 }
 
+// scanChunk is how much of an uncompressed frame a worker reads at a time
+// when only CRCs leave it: the piece is still in the core's cache when it
+// is checksummed. Reading 1.2 GiB from the page cache and CRC-ing it on two
+// cores took 82 ms in 256 KiB pieces, 103 ms in 4 MiB ones.
+const scanChunk = 256 << 10
+
 // work is a worker goroutine. Its decoder skips zstd's content checksums
 // when the caller digests the stored bytes: a stored object that matches
 // its digest decodes to what was written, and the members' own digests
@@ -246,71 +258,118 @@ func (r *scanned) release() {
 // tenth of a scan.
 func (s *scanner) work(jobs <-chan scanJob) {
 	get := frameDecoder
-	if s.opt.Stored != nil {
+	if s.opt.Stored != nil || s.opt.StoredCRC32C != nil {
 		get = uncheckedDecoder
 	}
 	dec, decErr := get()
-	// With CRC-32C nothing but the CRCs leaves the worker, so it decodes
-	// every frame into the same buffer, which stays in its core's cache.
+	// Unless the caller hashes or digests on its own goroutine, nothing but
+	// CRCs and kept copies leaves the worker: it decodes every frame into
+	// the same buffer, and reads an uncompressed one in chunks into it.
 	var own []byte
+	private := s.opt.Hash == nil && s.opt.Stored == nil
 	for j := range jobs {
 		r := scanned{i: j.i}
-		if s.opt.CRC32C != nil && s.idx.Compression != None {
-			if own == nil {
-				own = bigBuffer(0, s.idx.FrameSize)
-			}
-			r.raw, r.shared = own[:0], true
-		}
 		r.err = decErr
 		if r.err == nil {
-			r.err = s.frame(&r, dec)
-		}
-		if r.shared && s.idx.Compression != None {
-			r.raw = nil // own stays with the worker
+			if private && own == nil {
+				if s.idx.Compression == None {
+					own = make([]byte, 0, min(scanChunk, s.idx.FrameSize))
+				} else {
+					own = bigBuffer(0, s.idx.FrameSize)
+				}
+			}
+			r.err = s.frame(&r, dec, own)
 		}
 		j.reply <- r
 	}
 }
 
-// frame reads, decodes and checks frame r.i.
-func (s *scanner) frame(r *scanned, dec *zstd.Decoder) error {
-	f := &s.idx.Frames[r.i]
-	r.stored = getBuf(int(f.StoredSize))
-	n, err := s.ra.ReadAt(r.stored, f.StoredOffset)
-	if n < len(r.stored) {
+// read fills p with the stored bytes at off, inside frame i.
+func (s *scanner) read(i int, p []byte, off int64) error {
+	n, err := s.ra.ReadAt(p, off)
+	if n < len(p) {
 		if err == nil || errors.Is(err, io.EOF) {
-			return corruptf("stored archive ends at %d, inside frame %d of %d", f.StoredOffset+int64(n), r.i, len(s.idx.Frames))
+			return corruptf("stored archive ends at %d, inside frame %d of %d", off+int64(n), i, len(s.idx.Frames))
 		}
-		return fmt.Errorf("archive: read frame %d (stored bytes %d..%d): %w", r.i, f.StoredOffset, f.StoredOffset+f.StoredSize, err)
+		return fmt.Errorf("archive: read frame %d (stored bytes %d..%d): %w", i, off, off+int64(len(p)), err)
 	}
-	switch s.idx.Compression {
-	case None:
+	return nil
+}
+
+// frame reads, decodes and checks frame r.i. With own (the worker's
+// buffer) the frame's bytes stay in it; without, they are handed back in
+// r.stored and r.raw.
+func (s *scanner) frame(r *scanned, dec *zstd.Decoder, own []byte) error {
+	f := &s.idx.Frames[r.i]
+	p := &s.plan[r.i]
+	if s.opt.CRC32C != nil && len(p.spans) > 0 {
+		r.crcs = make([]uint32, len(p.spans))
+	}
+	if s.idx.Compression == None {
 		if f.StoredSize != f.RawSize {
 			return corruptf("frame %d: %d stored bytes for %d raw bytes in an uncompressed archive", r.i, f.StoredSize, f.RawSize)
 		}
-		r.raw, r.shared = r.stored, true
-	default:
-		dst := r.raw
-		if dst == nil {
-			dst = getBuf(int(f.RawSize))[:0]
+		if own == nil {
+			r.stored = getBuf(int(f.StoredSize))
+			r.raw, r.shared = r.stored, true
+			if err := s.read(r.i, r.stored, f.StoredOffset); err != nil {
+				return err
+			}
+			return s.window(r, p, f, r.raw, 0)
 		}
-		out, err := dec.DecodeAll(r.stored, dst[:0:min(cap(dst), int(f.RawSize))])
-		r.raw = out
-		if err != nil {
-			return corruptf("frame %d (stored bytes %d..%d): %v", r.i, f.StoredOffset, f.StoredOffset+f.StoredSize, err)
+		for lo := 0; lo < int(f.RawSize); lo += cap(own) {
+			b := own[:min(cap(own), int(f.RawSize)-lo)]
+			if err := s.read(r.i, b, f.StoredOffset+int64(lo)); err != nil {
+				return err
+			}
+			if err := s.window(r, p, f, b, lo); err != nil {
+				return err
+			}
 		}
-		if int64(len(out)) != f.RawSize {
-			return corruptf("frame %d decodes to %d bytes, index says %d", r.i, len(out), f.RawSize)
-		}
+		return nil
 	}
-	p := &s.plan[r.i]
+	r.stored = getBuf(int(f.StoredSize))
+	if err := s.read(r.i, r.stored, f.StoredOffset); err != nil {
+		return err
+	}
+	if s.opt.StoredCRC32C != nil {
+		r.crc = crc32.Update(0, castagnoliTable, r.stored)
+	}
+	dst := own
+	if dst == nil {
+		dst = getBuf(int(f.RawSize))
+	}
+	out, err := dec.DecodeAll(r.stored, dst[:0:min(cap(dst), int(f.RawSize))])
+	if own == nil {
+		r.raw = out
+	}
+	if err != nil {
+		return corruptf("frame %d (stored bytes %d..%d): %v", r.i, f.StoredOffset, f.StoredOffset+f.StoredSize, err)
+	}
+	if int64(len(out)) != f.RawSize {
+		return corruptf("frame %d decodes to %d bytes, index says %d", r.i, len(out), f.RawSize)
+	}
+	return s.window(r, p, f, out, 0)
+}
+
+// window checks the bytes [lo, lo+len(b)) of frame f (raw offsets inside
+// the frame): the tar headers that start there, the CRCs of the pieces of
+// member data there, copies of kept members. Windows of a frame come in
+// order. An uncompressed frame's CRC (StoredCRC32C) is put together from
+// the bytes between hashed pieces and the pieces' own CRCs, so each byte
+// is checksummed once.
+func (s *scanner) window(r *scanned, p *framePlan, f *Frame, b []byte, lo int) error {
+	hi := lo + len(b)
 	for _, mi := range p.headers {
 		m := &s.idx.Members[mi]
 		at := int(m.HeaderOffset - f.RawOffset)
-		if at+blockSize > len(r.raw) {
+		if at < lo || at >= hi {
+			continue
+		}
+		if at+blockSize > hi {
 			return corruptAt(m.HeaderOffset, "header of member %q crosses frame %d", m.Name, r.i)
 		}
-		got, err := parseHeader(r.raw[at:at+blockSize], m.HeaderOffset)
+		got, err := parseHeader(b[at-lo:at-lo+blockSize], m.HeaderOffset)
 		if err != nil {
 			return err
 		}
@@ -318,19 +377,37 @@ func (s *scanner) frame(r *scanned, dec *zstd.Decoder) error {
 			return corruptAt(m.HeaderOffset, "index says member %q (size %d), archive has %q (size %d)", m.Name, m.Size, got.Name, got.Size)
 		}
 	}
+	stored := s.opt.StoredCRC32C != nil && s.idx.Compression == None
+	pieces := stored && s.opt.CRC32C != nil
+	pos := lo // with pieces: where the frame's CRC has got to
 	for k, sp := range p.spans {
-		if sp.hash && s.opt.CRC32C != nil {
-			if r.crcs == nil {
-				r.crcs = make([]uint32, len(p.spans))
-			}
-			r.crcs[k] = crc32.Update(0, castagnoliTable, r.raw[sp.from:sp.to])
+		if sp.keep && r.kept == nil {
+			r.kept = make([][]byte, len(p.spans))
 		}
+		if sp.keep && r.kept[k] == nil {
+			r.kept[k] = []byte{}
+		}
+		from, to := max(sp.from, lo), min(sp.to, hi)
+		if from >= to {
+			continue
+		}
+		piece := b[from-lo : to-lo]
 		if sp.keep {
-			if r.kept == nil {
-				r.kept = make([][]byte, len(p.spans))
-			}
-			r.kept[k] = append([]byte{}, r.raw[sp.from:sp.to]...)
+			r.kept[k] = append(r.kept[k], piece...)
 		}
+		if !sp.hash || s.opt.CRC32C == nil {
+			continue
+		}
+		c := crc32.Update(0, castagnoliTable, piece)
+		r.crcs[k] = crc32cCombine(r.crcs[k], c, int64(len(piece)))
+		if pieces {
+			r.crc = crc32.Update(r.crc, castagnoliTable, b[pos-lo:from-lo])
+			r.crc = crc32cCombine(r.crc, c, int64(len(piece)))
+			pos = to
+		}
+	}
+	if stored {
+		r.crc = crc32.Update(r.crc, castagnoliTable, b[pos-lo:])
 	}
 	return nil
 }
@@ -342,6 +419,7 @@ type consumer struct {
 	next  int       // next member to visit
 	h     hash.Hash // the open member's hash (Hash mode)
 	crc   uint32    // the open member's CRC so far (CRC32C mode)
+	whole uint32    // the stored object's CRC so far (StoredCRC32C)
 }
 
 func (c *consumer) frame(r scanned) error {
@@ -349,6 +427,9 @@ func (c *consumer) frame(r scanned) error {
 		if _, err := c.s.opt.Stored.Write(r.stored); err != nil {
 			return err
 		}
+	}
+	if c.s.opt.StoredCRC32C != nil {
+		c.whole = crc32cCombine(c.whole, r.crc, c.s.idx.Frames[r.i].StoredSize)
 	}
 	for k, sp := range c.s.plan[r.i].spans {
 		// Members before this one have no data to hash: visit them.
@@ -411,7 +492,13 @@ func (c *consumer) emit(mi int, sum []byte) error {
 }
 
 func (c *consumer) finish() error {
-	return c.visitUpTo(len(c.s.idx.Members))
+	if err := c.visitUpTo(len(c.s.idx.Members)); err != nil {
+		return err
+	}
+	if c.s.opt.StoredCRC32C != nil {
+		*c.s.opt.StoredCRC32C = c.whole
+	}
+	return nil
 }
 
 var castagnoliTable = crc32.MakeTable(crc32.Castagnoli)

@@ -36,21 +36,31 @@ func scanAll(stored []byte, idx *archive.Index, opt archive.ScanOptions) ([]scan
 // in both hashing modes, whatever the frames and compression.
 func TestScanDigests(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 6))
-	tb := buildTar(t, randomEntries(rng, archive.MinFrameSize))
+	small := buildTar(t, randomEntries(rng, archive.MinFrameSize))
+	// Members of up to a few MiB: an uncompressed frame is read in
+	// several pieces, and members and headers fall anywhere among them.
+	large := buildTar(t, randomEntries(rng, 1<<20))
 	for _, c := range []archive.Compression{archive.None, archive.Zstd} {
-		for _, fs := range []int{archive.MinFrameSize, 64 << 10, archive.DefaultFrameSize} {
+		for _, fs := range []int{archive.MinFrameSize, 64 << 10, archive.DefaultFrameSize, -archive.DefaultFrameSize} {
+			tb := small
+			if fs < 0 {
+				tb, fs = large, -fs
+			}
 			res, stored := store(t, tb, archive.Options{Compression: c, FrameSize: fs, Hash: crc32c})
 			idx, err := archive.ParseIndex(res.Index)
 			if err != nil {
 				t.Fatal(err)
 			}
+			// CRC-32C pieces combined (in the workers' own buffers, or in
+			// frames handed to Stored), or one hash fed in order.
 			modes := map[string]archive.ScanOptions{
-				"crc32c": {CRC32C: func(c uint32) []byte { return binary.BigEndian.AppendUint32(nil, c) }, Workers: 3},
-				"hash":   {Hash: crc32c, Workers: 1},
+				"crc32c":        {CRC32C: crcBE, Workers: 3},
+				"crc32c+stored": {CRC32C: crcBE, Workers: 2, Stored: xxhash.New()},
+				"hash":          {Hash: crc32c, Workers: 1, Stored: xxhash.New()},
 			}
 			for mode, opt := range modes {
-				digest := xxhash.New()
-				opt.Stored = digest
+				var storedCRC uint32
+				opt.StoredCRC32C = &storedCRC
 				got, err := scanAll(stored, idx, opt)
 				if err != nil {
 					t.Fatalf("%v, frames %d, %s: %v", c, fs, mode, err)
@@ -63,24 +73,38 @@ func TestScanDigests(t *testing.T) {
 						t.Fatalf("%v, frames %d, %s: member %d is %q %x, want %q %x", c, fs, mode, i, got[i].name, got[i].sum, m.Name, m.Checksum)
 					}
 				}
-				if !bytes.Equal(digest.Sum(nil), res.StoredXXH64) {
-					t.Errorf("%v, frames %d, %s: the stored bytes Scan passed on digest to %x, want %x", c, fs, mode, digest.Sum(nil), res.StoredXXH64)
+				if d, ok := opt.Stored.(*xxhash.Digest); ok && d.Sum64() != xxhash.Sum64(stored) {
+					t.Errorf("%v, frames %d, %s: the stored bytes Scan passed on digest to %x, want %x", c, fs, mode, d.Sum64(), xxhash.Sum64(stored))
+				}
+				if storedCRC != res.StoredCRC32C {
+					t.Errorf("%v, frames %d, %s: StoredCRC32C %08x, want %08x", c, fs, mode, storedCRC, res.StoredCRC32C)
 				}
 			}
 		}
 	}
 }
 
-// Skipped members and members that are not files carry no digest.
+// Skipped members and members that are not files carry no digest; the
+// stored object's CRC still covers them.
 func TestScanSkip(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 8))
 	tb := buildTar(t, randomEntries(rng, archive.MinFrameSize))
-	res, stored := store(t, tb, archive.Options{Compression: archive.Zstd, FrameSize: archive.MinFrameSize, Hash: crc32c})
+	for _, c := range []archive.Compression{archive.None, archive.Zstd} {
+		t.Run(c.String(), func(t *testing.T) { testScanSkip(t, tb, c) })
+	}
+}
+
+func testScanSkip(t *testing.T, tb []byte, c archive.Compression) {
+	res, stored := store(t, tb, archive.Options{Compression: c, FrameSize: archive.MinFrameSize, Hash: crc32c})
 	idx, _ := archive.ParseIndex(res.Index)
 	skip := func(m *archive.Member) bool { return len(m.Name)%2 == 0 }
-	got, err := scanAll(stored, idx, archive.ScanOptions{CRC32C: crcBE, Skip: skip})
+	var storedCRC uint32
+	got, err := scanAll(stored, idx, archive.ScanOptions{CRC32C: crcBE, Skip: skip, StoredCRC32C: &storedCRC})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if storedCRC != res.StoredCRC32C {
+		t.Errorf("StoredCRC32C %08x, want %08x", storedCRC, res.StoredCRC32C)
 	}
 	hashed, skipped := 0, 0
 	for i, m := range res.Members {
@@ -127,6 +151,11 @@ func TestScanDamage(t *testing.T) {
 		for i := 0; i < len(stored); i += 1 + len(stored)/200 {
 			b := bytes.Clone(stored)
 			b[i] ^= 0x04
+			// With the stored object's CRC, every flip is noticed.
+			var crc uint32
+			if _, err := scanAll(b, idx, archive.ScanOptions{CRC32C: crcBE, StoredCRC32C: &crc}); err == nil && crc == res.StoredCRC32C {
+				t.Fatalf("%v, byte %d flipped: the stored CRC-32C is unchanged", c, i)
+			}
 			got, err := scanAll(b, idx, archive.ScanOptions{CRC32C: crcBE})
 			if err != nil {
 				if !isCorrupt(err) {

@@ -3,10 +3,9 @@ package archive
 import (
 	"fmt"
 	"hash"
+	"hash/crc32"
 	"io"
 	"sync"
-
-	"github.com/cespare/xxhash/v2"
 )
 
 // Writer stores one tar stream: it walks the tar as bytes arrive in any
@@ -59,7 +58,7 @@ type Writer struct {
 	outErr     error
 	frames     []Frame
 	storedSize int64
-	storedSum  hash.Hash
+	storedSum  hash.Hash32
 	fileHash   hash.Hash
 	sums       []memberSum
 }
@@ -103,7 +102,7 @@ var framePool sync.Pool
 // according to opt. Invalid options make every Write and Close fail.
 func NewWriter(w io.Writer, opt Options) *Writer {
 	cfg, err := opt.config()
-	tw := &Writer{cfg: cfg, dst: w, err: err, storedSum: xxhash.New()}
+	tw := &Writer{cfg: cfg, dst: w, err: err, storedSum: crc32.New(castagnoliTable)}
 	if err != nil {
 		tw.closed = true
 		return tw
@@ -397,11 +396,12 @@ type Result struct {
 	RawSize int64
 	// StoredSize counts the bytes written to the destination.
 	StoredSize int64
-	// StoredXXH64 is the XXH64 digest of the stored bytes (big-endian):
-	// a guard against accidental damage that costs a twentieth of SHA-256.
-	// Content is also covered by the per-file checksums and, in zstd
-	// archives, by every frame's own checksum.
-	StoredXXH64 []byte
+	// StoredCRC32C is the CRC-32C of the stored bytes: a guard against
+	// accidental damage that Scan computes frame by frame on all cores and
+	// combines (for an uncompressed archive from the same pass that
+	// checksums the files). Content is also covered by the per-file
+	// checksums and, in zstd archives, by every frame's own checksum.
+	StoredCRC32C uint32
 	// Index is the serialized index (the .idx object); ParseIndex reads it.
 	Index []byte
 }
@@ -464,11 +464,11 @@ func (w *Writer) Close() (*Result, error) {
 		return nil, err
 	}
 	return &Result{
-		Members:     w.members,
-		RawSize:     w.pos,
-		StoredSize:  w.storedSize,
-		StoredXXH64: w.storedSum.Sum(nil),
-		Index:       b,
+		Members:      w.members,
+		RawSize:      w.pos,
+		StoredSize:   w.storedSize,
+		StoredCRC32C: w.storedSum.Sum32(),
+		Index:        b,
 	}, nil
 }
 

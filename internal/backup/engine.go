@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash"
@@ -436,7 +435,7 @@ func (r *run) closeArchive(a *openArchive) error {
 		Location:     a.location,
 		RawSize:      res.RawSize,
 		StoredSize:   res.StoredSize,
-		XXH64:        hex.EncodeToString(res.StoredXXH64),
+		CRC32C:       fmt.Sprintf("%08x", res.StoredCRC32C),
 		Index:        idxName,
 		IndexSize:    int64(len(res.Index)),
 		IndexSHA256:  sha256Hex(res.Index),

@@ -100,6 +100,31 @@ func CheckPrefix(prefix string) error {
 	return CheckKey(strings.TrimSuffix(prefix, "/"))
 }
 
+// ReadAtCloser is random access to one object until Close.
+type ReadAtCloser interface {
+	io.ReaderAt
+	io.Closer
+}
+
+// ReaderAtOpener is implemented by stores that serve ranged reads of an
+// object from one open handle (a local file: one pread per call).
+type ReaderAtOpener interface {
+	OpenReaderAt(ctx context.Context, key string) (ReadAtCloser, error)
+}
+
+// OpenReaderAt returns random access to the object key: the store's own
+// handle when it has one (ReaderAtOpener), else ReaderAt.
+func OpenReaderAt(ctx context.Context, r Reader, key string) (ReadAtCloser, error) {
+	if o, ok := r.(ReaderAtOpener); ok {
+		return o.OpenReaderAt(ctx, key)
+	}
+	return nopCloser{ReaderAt(ctx, r, key)}, nil
+}
+
+type nopCloser struct{ io.ReaderAt }
+
+func (nopCloser) Close() error { return nil }
+
 // ReaderAt reads ranges of the object key through r.OpenRange, one request
 // per call: what random access to an archive needs (restore, verify).
 func ReaderAt(ctx context.Context, r Reader, key string) io.ReaderAt {

@@ -1,12 +1,15 @@
 package cli
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/cespare/xxhash/v2"
 	"github.com/holdfast-backup/holdfast/internal/pgtest"
+	"github.com/holdfast-backup/holdfast/internal/repo"
 )
 
 // damage changes one stored object and returns a function that undoes it.
@@ -164,5 +167,77 @@ func TestVerifySHAManifests(t *testing.T) {
 			}
 			pgVerifyTar(t, e.backupDir(b), 18, nil)
 		})
+	}
+}
+
+// TestVerifyStoredDigest damages a byte no file checksum covers (the tar
+// padding after PG_VERSION in an uncompressed archive): only the digest of
+// the stored object in backup.json can notice, a CRC-32C in backups of
+// format 2, an XXH64 in format 1, which this Holdfast still reads.
+func TestVerifyStoredDigest(t *testing.T) {
+	t.Parallel()
+	pgtest.Require(t, 18)
+	c := pgtest.Start(t, pgtest.Options{Version: 18})
+	for _, format := range []int{repo.BackupFormatVersion, 1} {
+		t.Run(fmt.Sprint("format ", format), func(t *testing.T) {
+			e := newEnv(t)
+			e.writeConfig("c", diskSpec{host: "db1", disk: "d", conn: c.ConnString(pgtest.BackupRole), extra: "    compression: none\n"})
+			e.must("dump", "c")
+			b := e.backups("c")[0]
+			dir := e.backupDir(b)
+			if format == 1 {
+				downgradeMeta(t, dir)
+			}
+			e.must("verify", "c")
+			p := filepath.Join(dir, "base.tar")
+			data, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			i := strings.Index(string(data), "PG_VERSION\x00")
+			if i < 0 || i%512 != 0 || data[i+512+len("18\n")] != 0 {
+				t.Fatal("no PG_VERSION member followed by padding in base.tar")
+			}
+			data[i+512+len("18\n")+10] = 'x'
+			if err := os.WriteFile(p, data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			code, out, _ := e.run("verify", "c")
+			want := map[int]string{1: "stored bytes have XXH64", 2: "stored bytes have CRC-32C"}[format]
+			if code != ExitVerify || !strings.Contains(out, want) {
+				t.Fatalf("verify after damaging tar padding: exit %d, want %d and %q:\n%s", code, ExitVerify, want, out)
+			}
+		})
+	}
+}
+
+// downgradeMeta rewrites a backup's backup.json as format 1 wrote it: an
+// XXH64 of each stored archive instead of its CRC-32C.
+func downgradeMeta(t *testing.T, dir string) {
+	t.Helper()
+	p := filepath.Join(dir, "backup.json")
+	raw, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := repo.ParseMeta("backup.json", raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.FormatVersion = 1
+	for i := range m.Archives {
+		a := &m.Archives[i]
+		obj, err := os.ReadFile(filepath.Join(dir, a.Object))
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.CRC32C, a.XXH64 = "", fmt.Sprintf("%016x", xxhash.Sum64(obj))
+	}
+	out, err := repo.EncodeMeta(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, out, 0o600); err != nil {
+		t.Fatal(err)
 	}
 }

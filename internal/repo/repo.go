@@ -19,9 +19,14 @@ import (
 	"github.com/holdfast-backup/holdfast/internal/wal"
 )
 
-// FormatVersion is the repository and backup.json format this build writes
-// and the newest it reads.
+// FormatVersion is the repository format (the layout of keys and the
+// repository marker) this build writes and the newest it reads.
 const FormatVersion = 1
+
+// BackupFormatVersion is the backup.json format this build writes and the
+// newest it reads. Version 2 gives each archive the CRC-32C of its stored
+// object (crc32c) where version 1 gave its XXH64 (xxh64).
+const BackupFormatVersion = 2
 
 const (
 	markerKey    = "holdfast-repo.json"
@@ -54,7 +59,8 @@ type Archive struct {
 	Location     string `json:"location,omitempty"`       // the tablespace's path on the server
 	RawSize      int64  `json:"raw_size"`                 // tar bytes
 	StoredSize   int64  `json:"stored_size"`              // object bytes
-	XXH64        string `json:"xxh64"`                    // of the stored object (hex, big-endian)
+	CRC32C       string `json:"crc32c,omitempty"`         // of the stored object (hex, big-endian)
+	XXH64        string `json:"xxh64,omitempty"`          // of the stored object, in backups before CRC32C
 	Index        string `json:"index"`                    // index object name
 	IndexSize    int64  `json:"index_size"`
 	IndexSHA256  string `json:"index_sha256"`
@@ -106,6 +112,10 @@ func encodeMeta(b *Backup) ([]byte, error) {
 }
 
 // sealMeta sets b.Checksum and returns the canonical bytes to store.
+// EncodeMeta returns b's canonical, sealed encoding (its checksum set),
+// as Commit stores it; b's format fields are kept as they are.
+func EncodeMeta(b *Backup) ([]byte, error) { return sealMeta(b) }
+
 func sealMeta(b *Backup) ([]byte, error) {
 	b.Checksum = ""
 	data, err := encodeMeta(b)
@@ -284,8 +294,16 @@ func (r *Repo) LoadMeta(ctx context.Context, key string) (*Backup, error) {
 	return ParseMeta(key, b)
 }
 
-// ParseMeta decodes backup.json strictly.
+// ParseMeta decodes backup.json strictly. The version is read first, so a
+// newer Holdfast's record (which may have fields this one does not know)
+// is reported as such, not as damage.
 func ParseMeta(key string, b []byte) (*Backup, error) {
+	var head struct {
+		Version int `json:"format_version"`
+	}
+	if json.Unmarshal(b, &head) == nil && head.Version > BackupFormatVersion {
+		return nil, fmt.Errorf("%w: %s: backup format %d, this Holdfast reads up to %d: upgrade Holdfast", ErrVersion, key, head.Version, BackupFormatVersion)
+	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	var m Backup
@@ -303,8 +321,8 @@ func ParseMeta(key string, b []byte) (*Backup, error) {
 	if m.Format != "holdfast-backup" {
 		return nil, fmt.Errorf("%w: %s: format is %q, not holdfast-backup", ErrCorrupt, key, m.Format)
 	}
-	if m.FormatVersion < 1 || m.FormatVersion > FormatVersion {
-		return nil, fmt.Errorf("%w: %s: backup format %d, this Holdfast reads up to %d", ErrVersion, key, m.FormatVersion, FormatVersion)
+	if m.FormatVersion < 1 || m.FormatVersion > BackupFormatVersion {
+		return nil, fmt.Errorf("%w: %s: backup format %d, this Holdfast reads up to %d", ErrVersion, key, m.FormatVersion, BackupFormatVersion)
 	}
 	if err := ValidID(m.ID); err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, key, err)
@@ -319,8 +337,25 @@ func ParseMeta(key string, b []byte) (*Backup, error) {
 		if !validObjectName(a.Object) || !validObjectName(a.Index) {
 			return nil, fmt.Errorf("%w: %s: archive object name %q", ErrCorrupt, key, a.Object)
 		}
+		// Each version has its digest of the stored object, and only it.
+		digest, other, n := a.CRC32C, a.XXH64, 8
+		if m.FormatVersion == 1 {
+			digest, other, n = a.XXH64, a.CRC32C, 16
+		}
+		if len(digest) != n || !isLowerHex(digest) || other != "" {
+			return nil, fmt.Errorf("%w: %s: archive %s: no valid digest of the stored object for backup format %d", ErrCorrupt, key, a.Object, m.FormatVersion)
+		}
 	}
 	return &m, nil
+}
+
+func isLowerHex(s string) bool {
+	for _, c := range s {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // validObjectName accepts the archive and index names Holdfast writes:
@@ -351,7 +386,7 @@ func (r *Repo) Commit(ctx context.Context, dir string, b *Backup) error {
 		return errors.New("repo: read-only")
 	}
 	b.Format = "holdfast-backup"
-	b.FormatVersion = FormatVersion
+	b.FormatVersion = BackupFormatVersion
 	data, err := sealMeta(b)
 	if err != nil {
 		return err

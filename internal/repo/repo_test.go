@@ -12,13 +12,13 @@ func sample() *Backup {
 		ID: "20261122T180102Z-d4e5f6", Config: "daily", Host: "db1", Disk: "pg main", Level: LevelIncremental, Parent: &p,
 		PGVersion: 17, SystemIdentifier: "7710952269893484041", Timeline: 1, StartLSN: 0x7000028, EndLSN: 0x7000120,
 		StartedAt: time.Date(2026, 11, 22, 18, 1, 2, 0, time.UTC), FinishedAt: time.Date(2026, 11, 22, 18, 2, 2, 0, time.UTC),
-		Archives: []Archive{{Name: "base.tar", Object: "base.tar.zst", Index: "base.tar.zst.idx", Compression: "zstd"}},
+		Archives: []Archive{{Name: "base.tar", Object: "base.tar.zst", Index: "base.tar.zst.idx", Compression: "zstd", CRC32C: "0a1b2c3d"}},
 	}
 }
 
 func TestMetaRoundTripAndTamper(t *testing.T) {
 	b := sample()
-	b.Format, b.FormatVersion = "holdfast-backup", FormatVersion
+	b.Format, b.FormatVersion = "holdfast-backup", BackupFormatVersion
 	data, err := sealMeta(b)
 	if err != nil {
 		t.Fatal(err)
@@ -45,11 +45,16 @@ func TestParseMetaRejects(t *testing.T) {
 		"bad id":           func(b *Backup) { b.ID = "../../etc" },
 		"bad level":        func(b *Backup) { b.Level = "differential" },
 		"full with parent": func(b *Backup) { b.Level = LevelFull },
-		"future version":   func(b *Backup) { b.FormatVersion = FormatVersion + 1 },
+		"future version":   func(b *Backup) { b.FormatVersion = BackupFormatVersion + 1 },
 		"escaping object":  func(b *Backup) { b.Archives[0].Object = "../x.tar" },
+		"no digest":        func(b *Backup) { b.Archives[0].CRC32C = "" },
+		"short digest":     func(b *Backup) { b.Archives[0].CRC32C = "0a1b2c3" },
+		"upper-case hex":   func(b *Backup) { b.Archives[0].CRC32C = "0A1B2C3D" },
+		"v1 with crc32c":   func(b *Backup) { b.FormatVersion = 1 },
+		"v2 with xxh64":    func(b *Backup) { b.Archives[0].XXH64 = "0123456789abcdef" },
 	} {
 		b := sample()
-		b.Format, b.FormatVersion = "holdfast-backup", FormatVersion
+		b.Format, b.FormatVersion = "holdfast-backup", BackupFormatVersion
 		mut(b)
 		data, _ := sealMeta(b)
 		if _, err := ParseMeta("k", data); err == nil {
@@ -57,6 +62,23 @@ func TestParseMetaRejects(t *testing.T) {
 		} else if !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrVersion) {
 			t.Errorf("%s: %v is neither ErrCorrupt nor ErrVersion", name, err)
 		}
+	}
+}
+
+// A record of backup format 1 (XXH64 digests) is still read; one from a
+// newer Holdfast is refused as a version, even with fields this one does
+// not know.
+func TestParseMetaVersions(t *testing.T) {
+	b := sample()
+	b.Format, b.FormatVersion = "holdfast-backup", 1
+	b.Archives[0].CRC32C, b.Archives[0].XXH64 = "", "0123456789abcdef"
+	data, _ := sealMeta(b)
+	if m, err := ParseMeta("k", data); err != nil || m.Archives[0].XXH64 != "0123456789abcdef" {
+		t.Fatalf("format 1: %v", err)
+	}
+	future := []byte(`{"format": "holdfast-backup", "format_version": 3, "new_field": 1}`)
+	if _, err := ParseMeta("k", future); !errors.Is(err, ErrVersion) {
+		t.Fatalf("format 3 with an unknown field: %v, want ErrVersion", err)
 	}
 }
 
@@ -73,7 +95,7 @@ func TestValidID(t *testing.T) {
 
 func FuzzParseMeta(f *testing.F) {
 	b := sample()
-	b.Format, b.FormatVersion = "holdfast-backup", FormatVersion
+	b.Format, b.FormatVersion = "holdfast-backup", BackupFormatVersion
 	data, _ := sealMeta(b)
 	f.Add(data)
 	f.Add([]byte("{}"))

@@ -2,7 +2,7 @@ package verify
 
 import (
 	"context"
-	"encoding/hex"
+	"fmt"
 	"hash"
 	"io"
 	"strings"
@@ -22,11 +22,16 @@ import (
 // header (against the index, itself checked against backup.json), and
 // every file against the manifest.
 func (v *verifier) scanArchive(ctx context.Context, a repo.Archive, idx *archive.Index, prefix string, want map[string]*manifest.File, seen map[string]bool) bool {
-	ra := blob.ReaderAt(ctx, v.r.Store(), v.e.Dir+a.Object)
+	ra, err := blob.OpenReaderAt(ctx, v.r.Store(), v.e.Dir+a.Object)
+	if err != nil {
+		v.add(a.Object, "%v", err)
+		return false
+	}
+	defer ra.Close()
 	isWAL := a.Name == "pg_wal.tar"
-	digest := xxhash.New()
+	var xxh *xxhash.Digest
+	var storedCRC uint32
 	opt := archive.ScanOptions{
-		Stored: digest,
 		Skip: func(m *archive.Member) bool {
 			return isWAL || walSegmentPath(prefix+strings.TrimPrefix(m.Name, "./"))
 		},
@@ -35,9 +40,15 @@ func (v *verifier) scanArchive(ctx context.Context, a repo.Archive, idx *archive
 		},
 		Kept: func(m *archive.Member, data []byte) { v.label = data },
 	}
-	alg, err := manifest.CanonicalAlgorithm(v.e.ChecksumAlgorithm)
+	if a.CRC32C == "" && a.XXH64 != "" {
+		xxh = xxhash.New() // a backup from before the stored CRC-32C
+		opt.Stored = xxh
+	} else {
+		opt.StoredCRC32C = &storedCRC
+	}
+	alg, algErr := manifest.CanonicalAlgorithm(v.e.ChecksumAlgorithm)
 	switch {
-	case want == nil || err != nil || alg == manifest.AlgNone:
+	case want == nil || algErr != nil || alg == manifest.AlgNone:
 		// Nothing to compare checksums with: sizes and names only.
 	case alg == manifest.AlgCRC32C:
 		opt.CRC32C = manifest.CRC32CSum
@@ -80,10 +91,29 @@ func (v *verifier) scanArchive(ctx context.Context, a repo.Archive, idx *archive
 			return false
 		}
 	}
-	if got := hex.EncodeToString(digest.Sum(nil)); got != a.XXH64 {
-		v.add(a.Object, "stored bytes have XXH64 %s, backup.json says %s", got, a.XXH64)
+	if xxh != nil {
+		v.checkStored(a, "", xxh.Sum64())
+	} else {
+		v.checkStored(a, fmt.Sprintf("%08x", storedCRC), 0)
 	}
 	return true
+}
+
+// checkStored compares the digest of an archive's stored bytes with
+// backup.json's: crc when backup.json gives a CRC-32C, else xxh.
+func (v *verifier) checkStored(a repo.Archive, crc string, xxh uint64) {
+	switch {
+	case a.CRC32C != "":
+		if crc != a.CRC32C {
+			v.add(a.Object, "stored bytes have CRC-32C %s, backup.json says %s (the object was damaged or replaced)", crc, a.CRC32C)
+		}
+	case a.XXH64 != "":
+		if got := fmt.Sprintf("%016x", xxh); got != a.XXH64 {
+			v.add(a.Object, "stored bytes have XXH64 %s, backup.json says %s (the object was damaged or replaced)", got, a.XXH64)
+		}
+	default:
+		v.add(a.Object, "backup.json gives no digest of the stored bytes")
+	}
 }
 
 // readLabel reads backup_label, which the chain check needs whole.

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"hash/crc32"
 	"io"
 	"strings"
 
@@ -137,11 +138,9 @@ func (v *verifier) archive(ctx context.Context, a repo.Archive, prefix string, w
 	if info.Size != a.StoredSize {
 		v.add(a.Object, "size %d, backup.json says %d (truncated or overwritten)", info.Size, a.StoredSize)
 	}
-	// Compressed archives are checked frame by frame on all cores. An
-	// uncompressed one is read once, in order: there the copy out of the
-	// page cache and the digest dominate, and splitting the reads between
-	// cores measured slower (0.24 s against 0.20 s for 1.1 GiB).
-	if idx != nil && idx.StoredSize == a.StoredSize && idx.Compression == archive.Zstd {
+	// An archive whose index is good is checked frame by frame on all
+	// cores; without one, the archive is read once, in order.
+	if idx != nil && idx.StoredSize == a.StoredSize {
 		return v.scanArchive(ctx, a, idx, prefix, want, seen)
 	}
 	rc, err := v.r.Store().Open(ctx, dir+a.Object)
@@ -150,7 +149,12 @@ func (v *verifier) archive(ctx context.Context, a repo.Archive, prefix string, w
 		return false
 	}
 	defer rc.Close()
-	digest := xxhash.New()
+	xxh := xxhash.New()
+	crc := crc32.New(crc32.MakeTable(crc32.Castagnoli))
+	digest := io.Writer(crc)
+	if a.CRC32C == "" && a.XXH64 != "" {
+		digest = xxh
+	}
 	comp := archive.None
 	if a.Compression == "zstd" {
 		comp = archive.Zstd
@@ -214,9 +218,7 @@ func (v *verifier) archive(ctx context.Context, a repo.Archive, prefix string, w
 			v.add(a.Object, "%v", err)
 			return false
 		}
-		if got := hex.EncodeToString(digest.Sum(nil)); got != a.XXH64 {
-			v.add(a.Object, "stored bytes have XXH64 %s, backup.json says %s", got, a.XXH64)
-		}
+		v.checkStored(a, fmt.Sprintf("%08x", crc.Sum32()), xxh.Sum64())
 	}
 	return ok
 }

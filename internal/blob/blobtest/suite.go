@@ -39,6 +39,7 @@ func Run(t *testing.T, newStore func(t *testing.T) blob.Store) {
 		{"PutIfAbsent", testPutIfAbsent},
 		{"PutIfAbsentConcurrent", testPutIfAbsentConcurrent},
 		{"OpenRange", testOpenRange},
+		{"OpenReaderAt", testOpenReaderAt},
 		{"Stat", testStat},
 		{"List", testList},
 		{"ListCallbackError", testListCallbackError},
@@ -494,6 +495,50 @@ func testOpenRange(t *testing.T, s blob.Store) {
 	}
 	if err := rc.Close(); err != nil {
 		t.Errorf("Close before the end: %v", err)
+	}
+}
+
+// testOpenReaderAt checks blob.OpenReaderAt, which uses the store's own
+// handle when it has one: io.ReaderAt semantics at every offset, the
+// missing object, and reads after the context is done.
+func testOpenReaderAt(t *testing.T, s blob.Store) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	data := pattern(6, 1000)
+	Put(t, s, "r", data)
+	ra, err := blob.OpenReaderAt(ctx, s, "r")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ra.Close()
+	for _, tc := range []struct {
+		off, n int
+		want   int // bytes read; fewer than n only with io.EOF
+	}{{0, 1000, 1000}, {0, 10, 10}, {500, 100, 100}, {990, 100, 10}, {999, 1, 1}} {
+		buf := make([]byte, tc.n)
+		n, err := ra.ReadAt(buf, int64(tc.off))
+		if n != tc.want || !bytes.Equal(buf[:n], data[tc.off:tc.off+n]) {
+			t.Errorf("ReadAt(%d bytes at %d) = %d bytes (or different bytes), want %d", tc.n, tc.off, n, tc.want)
+		}
+		if n < tc.n && !errors.Is(err, io.EOF) || n == tc.n && err != nil && !errors.Is(err, io.EOF) {
+			t.Errorf("ReadAt(%d bytes at %d): %v", tc.n, tc.off, err)
+		}
+	}
+	if n, err := ra.ReadAt(make([]byte, 5), 1000); n != 0 || err == nil {
+		t.Errorf("ReadAt at the end = %d, %v; want 0 and an error", n, err)
+	}
+	if m, err := blob.OpenReaderAt(ctx, s, "missing"); err == nil {
+		// A store without its own handle finds out at the first read.
+		if _, err := m.ReadAt(make([]byte, 1), 0); !errors.Is(err, blob.ErrNotFound) {
+			t.Errorf("ReadAt of a missing object: %v, want ErrNotFound", err)
+		}
+		m.Close()
+	} else if !errors.Is(err, blob.ErrNotFound) {
+		t.Errorf("OpenReaderAt(missing) = %v, want ErrNotFound", err)
+	}
+	cancel()
+	if _, err := ra.ReadAt(make([]byte, 5), 0); !errors.Is(err, context.Canceled) {
+		t.Errorf("ReadAt after cancel = %v, want context.Canceled", err)
 	}
 }
 

@@ -549,6 +549,37 @@ func (s *Store) OpenRange(ctx context.Context, key string, off, n int64) (io.Rea
 	return &rangeReader{SectionReader: io.NewSectionReader(f, off, n), f: f}, nil
 }
 
+// OpenReaderAt implements blob.ReaderAtOpener: reads of the returned
+// handle are pread(2) calls on one open file, which fail once ctx is done.
+func (s *Store) OpenReaderAt(ctx context.Context, key string) (blob.ReadAtCloser, error) {
+	defer runtime.KeepAlive(s)
+	if err := checkKey(key); err != nil {
+		return nil, fmt.Errorf("local: open %q: %w", key, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("local: open %s: %w", key, err)
+	}
+	f, _, err := s.openFile(key)
+	if err != nil {
+		return nil, fmt.Errorf("local: open %s: %w", key, err)
+	}
+	return &fileReaderAt{ctx: ctx, f: f}, nil
+}
+
+type fileReaderAt struct {
+	ctx context.Context
+	f   *os.File
+}
+
+func (r *fileReaderAt) ReadAt(p []byte, off int64) (int, error) {
+	if err := r.ctx.Err(); err != nil {
+		return 0, fmt.Errorf("local: read %s: %w", r.f.Name(), err)
+	}
+	return r.f.ReadAt(p, off)
+}
+
+func (r *fileReaderAt) Close() error { return r.f.Close() }
+
 type rangeReader struct {
 	*io.SectionReader
 	f *os.File
