@@ -4,8 +4,9 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
-	"hash/crc32"
 	"sort"
+
+	"github.com/holdfast-backup/holdfast/internal/crc32c"
 )
 
 // Index layout constants; doc.go draws the layout.
@@ -23,8 +24,6 @@ const (
 	// maxStoredSize bounds raw and stored sizes so sums never overflow.
 	maxStoredSize = 1 << 62
 )
-
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // Frame is one independently readable piece of a stored archive: the bytes
 // [RawOffset, RawOffset+RawSize) of the tar are stored at
@@ -117,7 +116,7 @@ func (x *Index) MarshalBinary() ([]byte, error) {
 			b = append(b, m.Checksum...)
 		}
 	}
-	return binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli)), nil
+	return binary.LittleEndian.AppendUint32(b, crc32c.Checksum(b)), nil
 }
 
 // indexDecoder reads the index fields; the first problem sticks.
@@ -212,7 +211,7 @@ func ParseIndex(b []byte) (*Index, error) {
 		return nil, fmt.Errorf("%w %d (this build reads version %d): use a newer holdfast", ErrIndexVersion, v, indexVersion)
 	}
 	body := b[:len(b)-indexCRC]
-	if got, want := crc32.Checksum(body, castagnoli), binary.LittleEndian.Uint32(b[len(body):]); got != want {
+	if got, want := crc32c.Checksum(body), binary.LittleEndian.Uint32(b[len(body):]); got != want {
 		return nil, corruptf("index: CRC mismatch (stored %08x, computed %08x)", want, got)
 	}
 

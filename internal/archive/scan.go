@@ -4,10 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"hash"
-	"hash/crc32"
 	"io"
 	"runtime"
 
+	"github.com/holdfast-backup/holdfast/internal/crc32c"
 	"github.com/klauspost/compress/zstd"
 )
 
@@ -333,7 +333,7 @@ func (s *scanner) frame(r *scanned, dec *zstd.Decoder, own []byte) error {
 		return err
 	}
 	if s.opt.StoredCRC32C != nil {
-		r.crc = crc32.Update(0, castagnoliTable, r.stored)
+		r.crc = crc32c.Checksum(r.stored)
 	}
 	dst := own
 	if dst == nil {
@@ -398,16 +398,16 @@ func (s *scanner) window(r *scanned, p *framePlan, f *Frame, b []byte, lo int) e
 		if !sp.hash || s.opt.CRC32C == nil {
 			continue
 		}
-		c := crc32.Update(0, castagnoliTable, piece)
-		r.crcs[k] = crc32cCombine(r.crcs[k], c, int64(len(piece)))
+		c := crc32c.Checksum(piece)
+		r.crcs[k] = crc32c.Combine(r.crcs[k], c, int64(len(piece)))
 		if pieces {
-			r.crc = crc32.Update(r.crc, castagnoliTable, b[pos-lo:from-lo])
-			r.crc = crc32cCombine(r.crc, c, int64(len(piece)))
+			r.crc = crc32c.Update(r.crc, b[pos-lo:from-lo])
+			r.crc = crc32c.Combine(r.crc, c, int64(len(piece)))
 			pos = to
 		}
 	}
 	if stored {
-		r.crc = crc32.Update(r.crc, castagnoliTable, b[pos-lo:])
+		r.crc = crc32c.Update(r.crc, b[pos-lo:])
 	}
 	return nil
 }
@@ -429,7 +429,7 @@ func (c *consumer) frame(r scanned) error {
 		}
 	}
 	if c.s.opt.StoredCRC32C != nil {
-		c.whole = crc32cCombine(c.whole, r.crc, c.s.idx.Frames[r.i].StoredSize)
+		c.whole = crc32c.Combine(c.whole, r.crc, c.s.idx.Frames[r.i].StoredSize)
 	}
 	for k, sp := range c.s.plan[r.i].spans {
 		// Members before this one have no data to hash: visit them.
@@ -451,7 +451,7 @@ func (c *consumer) frame(r scanned) error {
 			if sp.first {
 				c.crc = r.crcs[k]
 			} else {
-				c.crc = crc32cCombine(c.crc, r.crcs[k], int64(sp.to-sp.from))
+				c.crc = crc32c.Combine(c.crc, r.crcs[k], int64(sp.to-sp.from))
 			}
 			if sp.last {
 				if err := c.emit(sp.member, c.s.opt.CRC32C(c.crc)); err != nil {
@@ -500,7 +500,5 @@ func (c *consumer) finish() error {
 	}
 	return nil
 }
-
-var castagnoliTable = crc32.MakeTable(crc32.Castagnoli)
 
 var errScanStopped = errors.New("archive: scan stopped")

@@ -3,9 +3,10 @@ package archive
 import (
 	"fmt"
 	"hash"
-	"hash/crc32"
 	"io"
 	"sync"
+
+	"github.com/holdfast-backup/holdfast/internal/crc32c"
 )
 
 // Writer stores one tar stream: it walks the tar as bytes arrive in any
@@ -102,7 +103,7 @@ var framePool sync.Pool
 // according to opt. Invalid options make every Write and Close fail.
 func NewWriter(w io.Writer, opt Options) *Writer {
 	cfg, err := opt.config()
-	tw := &Writer{cfg: cfg, dst: w, err: err, storedSum: crc32.New(castagnoliTable)}
+	tw := &Writer{cfg: cfg, dst: w, err: err, storedSum: crc32c.New()}
 	if err != nil {
 		tw.closed = true
 		return tw

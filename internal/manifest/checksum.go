@@ -7,8 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"hash"
-	"hash/crc32"
 	"strings"
+
+	"github.com/holdfast-backup/holdfast/internal/crc32c"
 )
 
 // ErrUnknownAlgorithm reports a checksum algorithm PostgreSQL does not have.
@@ -40,7 +41,7 @@ func CanonicalAlgorithm(s string) (string, error) {
 func digestSize(alg string) int {
 	switch alg {
 	case AlgCRC32C:
-		return crc32.Size
+		return crc32c.Size
 	case AlgSHA224:
 		return sha256.Size224
 	case AlgSHA256:
@@ -64,7 +65,7 @@ func NewHash(alg string) (hash.Hash, error) {
 	}
 	switch c {
 	case AlgCRC32C:
-		return new(crc32c), nil
+		return new(crc32cHash), nil
 	case AlgSHA224:
 		return sha256.New224(), nil
 	case AlgSHA256:
@@ -77,26 +78,22 @@ func NewHash(alg string) (hash.Hash, error) {
 	return noHash{}, nil
 }
 
-// castagnoli is shared so crc32.Update can take its hardware path, which it
-// recognises by the table's identity.
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
-
-// crc32c differs from crc32.New(castagnoli) only in Sum's byte order:
+// crc32cHash differs from crc32c.New() only in Sum's byte order:
 // PostgreSQL hex-encodes the CRC as it lies in memory, little-endian.
-type crc32c struct{ crc uint32 }
+type crc32cHash struct{ crc uint32 }
 
-func (c *crc32c) Write(p []byte) (int, error) {
-	c.crc = crc32.Update(c.crc, castagnoli, p)
+func (c *crc32cHash) Write(p []byte) (int, error) {
+	c.crc = crc32c.Update(c.crc, p)
 	return len(p), nil
 }
-func (c *crc32c) Sum(b []byte) []byte { return binary.LittleEndian.AppendUint32(b, c.crc) }
+func (c *crc32cHash) Sum(b []byte) []byte { return binary.LittleEndian.AppendUint32(b, c.crc) }
 
 // CRC32CSum is a CRC-32C as a manifest's checksum bytes: the CRC as it
 // lies in memory, little-endian.
-func CRC32CSum(crc uint32) []byte { return binary.LittleEndian.AppendUint32(nil, crc) }
-func (c *crc32c) Reset()          { c.crc = 0 }
-func (c *crc32c) Size() int       { return crc32.Size }
-func (c *crc32c) BlockSize() int  { return 1 }
+func CRC32CSum(crc uint32) []byte    { return binary.LittleEndian.AppendUint32(nil, crc) }
+func (c *crc32cHash) Reset()         { c.crc = 0 }
+func (c *crc32cHash) Size() int      { return crc32c.Size }
+func (c *crc32cHash) BlockSize() int { return 1 }
 
 // noHash lets callers hash every file the same way when checksums are off.
 type noHash struct{}

@@ -13,12 +13,12 @@ import (
 	"errors"
 	"fmt"
 	"hash"
-	"hash/crc32"
 	"io"
 	"strings"
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/holdfast-backup/holdfast/internal/archive"
+	"github.com/holdfast-backup/holdfast/internal/crc32c"
 	"github.com/holdfast-backup/holdfast/internal/manifest"
 	"github.com/holdfast-backup/holdfast/internal/pglabel"
 	"github.com/holdfast-backup/holdfast/internal/repo"
@@ -150,7 +150,7 @@ func (v *verifier) archive(ctx context.Context, a repo.Archive, prefix string, w
 	}
 	defer rc.Close()
 	xxh := xxhash.New()
-	crc := crc32.New(crc32.MakeTable(crc32.Castagnoli))
+	crc := crc32c.New()
 	digest := io.Writer(crc)
 	if a.CRC32C == "" && a.XXH64 != "" {
 		digest = xxh

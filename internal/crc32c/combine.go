@@ -1,13 +1,13 @@
-package archive
+package crc32c
 
 import "sync"
 
-// crc32cCombine returns the CRC-32C of A followed by B from crcA, crcB and
+// Combine returns the CRC-32C of A followed by B from crcA, crcB and
 // len(B), without the bytes: appending n zero bytes to a message is a
 // linear map on its CRC register, so the register of A is advanced over
 // len(B) zero bytes and B's CRC folded in (the pre- and post-inversion of
 // the standard CRC cancel out in that sum).
-func crc32cCombine(crcA, crcB uint32, lenB int64) uint32 {
+func Combine(crcA, crcB uint32, lenB int64) uint32 {
 	if lenB <= 0 {
 		return crcA
 	}

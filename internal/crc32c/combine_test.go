@@ -1,4 +1,4 @@
-package archive
+package crc32c
 
 import (
 	"hash/crc32"
@@ -6,17 +6,17 @@ import (
 	"testing"
 )
 
-func TestCRC32CCombine(t *testing.T) {
+func TestCombine(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
 	data := make([]byte, 1<<20+37)
 	for i := range data {
 		data[i] = byte(r.Uint32())
 	}
-	whole := crc32.Checksum(data, castagnoliTable)
+	whole := crc32.Checksum(data, tab)
 	for _, cut := range []int{0, 1, 7, 8, 4096, 65535, len(data) / 2, len(data) - 1, len(data)} {
-		a := crc32.Checksum(data[:cut], castagnoliTable)
-		b := crc32.Checksum(data[cut:], castagnoliTable)
-		if got := crc32cCombine(a, b, int64(len(data)-cut)); got != whole {
+		a := crc32.Checksum(data[:cut], tab)
+		b := crc32.Checksum(data[cut:], tab)
+		if got := Combine(a, b, int64(len(data)-cut)); got != whole {
 			t.Errorf("cut at %d: combined %08x, want %08x", cut, got, whole)
 		}
 	}
@@ -24,11 +24,11 @@ func TestCRC32CCombine(t *testing.T) {
 	var crc uint32
 	for off := 0; off < len(data); {
 		n := min(len(data)-off, 1+r.IntN(200000))
-		piece := crc32.Checksum(data[off:off+n], castagnoliTable)
+		piece := crc32.Checksum(data[off:off+n], tab)
 		if off == 0 {
 			crc = piece
 		} else {
-			crc = crc32cCombine(crc, piece, int64(n))
+			crc = Combine(crc, piece, int64(n))
 		}
 		off += n
 	}
@@ -41,9 +41,9 @@ func FuzzCRC32CCombine(f *testing.F) {
 	f.Add([]byte("hello, world"), uint16(5))
 	f.Fuzz(func(t *testing.T, data []byte, cut uint16) {
 		c := int(cut) % (len(data) + 1)
-		a := crc32.Checksum(data[:c], castagnoliTable)
-		b := crc32.Checksum(data[c:], castagnoliTable)
-		if got, want := crc32cCombine(a, b, int64(len(data)-c)), crc32.Checksum(data, castagnoliTable); got != want {
+		a := crc32.Checksum(data[:c], tab)
+		b := crc32.Checksum(data[c:], tab)
+		if got, want := Combine(a, b, int64(len(data)-c)), crc32.Checksum(data, tab); got != want {
 			t.Fatalf("cut %d of %d: %08x, want %08x", c, len(data), got, want)
 		}
 	})
