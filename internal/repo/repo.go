@@ -471,3 +471,24 @@ func (r *Repo) ReadManifest(ctx context.Context, e Entry) ([]byte, error) {
 	}
 	return b, nil
 }
+
+// ReadIndex reads the index object of archive a of backup e and checks it
+// against backup.json (size and SHA-256); archive.ParseIndex decodes it.
+func (r *Repo) ReadIndex(ctx context.Context, e Entry, a Archive) ([]byte, error) {
+	rc, err := r.r.Open(ctx, e.Dir+a.Index)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(io.LimitReader(rc, a.IndexSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s of %s: %w", a.Index, e.ID, err)
+	}
+	if int64(len(b)) != a.IndexSize {
+		return nil, fmt.Errorf("%w: %s of %s has %d bytes, backup.json says %d", ErrCorrupt, a.Index, e.ID, len(b), a.IndexSize)
+	}
+	if got := sha256Hex(b); got != a.IndexSHA256 {
+		return nil, fmt.Errorf("%w: %s of %s does not match the digest in backup.json (the file was changed or damaged)", ErrCorrupt, a.Index, e.ID)
+	}
+	return b, nil
+}

@@ -3,8 +3,6 @@ package restore
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"path"
@@ -22,19 +20,24 @@ import (
 
 // chain rebuilds the newest backup of chain into the target.
 func (w *writer) chain(ctx context.Context, r *repo.Repo, chain []repo.Entry, final *manifest.Manifest) error {
-	// readers[i][archive name] gives random access to backup i's archives.
+	// readers[i][archive name] gives random access to backup i's archives;
+	// the WAL comes from the newest backup only.
+	k := len(chain) - 1
 	readers := make([]map[string]*archive.Reader, len(chain))
 	for i, e := range chain {
 		readers[i] = map[string]*archive.Reader{}
 		for _, a := range e.Archives {
-			ar, err := openReader(ctx, r, e, a)
+			if a.Name == "pg_wal.tar" && i < k {
+				continue
+			}
+			ar, c, err := openReader(ctx, r, e, a)
 			if err != nil {
 				return fmt.Errorf("backup %s: %s: %w", e.ID, a.Object, err)
 			}
+			defer c.Close()
 			readers[i][a.Name] = ar
 		}
 	}
-	k := len(chain) - 1
 	last := chain[k]
 	alg := last.ChecksumAlgorithm
 	out := &manifest.Manifest{Version: 2, SystemIdentifier: final.SystemIdentifier, WALRanges: final.WALRanges}
@@ -101,30 +104,32 @@ func relationDir(dir string, tablespace bool) bool {
 	return dir == "global" || (strings.HasPrefix(dir, "base/") && strings.Count(dir, "/") == 1)
 }
 
-// readIndex reads an archive's index and checks it against backup.json.
+// readIndex reads an archive's index, checked against backup.json.
 func readIndex(ctx context.Context, r *repo.Repo, e repo.Entry, a repo.Archive) (*archive.Index, error) {
-	rc, err := r.Store().Open(ctx, e.Dir+a.Index)
+	b, err := r.ReadIndex(ctx, e, a)
 	if err != nil {
 		return nil, err
-	}
-	b, err := io.ReadAll(io.LimitReader(rc, a.IndexSize+1))
-	rc.Close()
-	if err != nil {
-		return nil, err
-	}
-	if sum := sha256.Sum256(b); hex.EncodeToString(sum[:]) != a.IndexSHA256 {
-		return nil, fmt.Errorf("%w: %s does not match backup.json", repo.ErrCorrupt, a.Index)
 	}
 	return archive.ParseIndex(b)
 }
 
-// openReader opens random access to a stored archive through its index.
-func openReader(ctx context.Context, r *repo.Repo, e repo.Entry, a repo.Archive) (*archive.Reader, error) {
+// openReader opens random access to a stored archive through its index;
+// closing the returned closer releases the object.
+func openReader(ctx context.Context, r *repo.Repo, e repo.Entry, a repo.Archive) (*archive.Reader, io.Closer, error) {
 	idx, err := readIndex(ctx, r, e, a)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return archive.NewReader(blob.ReaderAt(ctx, r.Store(), e.Dir+a.Object), a.StoredSize, idx)
+	ra, err := blob.OpenReaderAt(ctx, r.Store(), e.Dir+a.Object)
+	if err != nil {
+		return nil, nil, err
+	}
+	ar, err := archive.NewReader(ra, a.StoredSize, idx)
+	if err != nil {
+		ra.Close()
+		return nil, nil, err
+	}
+	return ar, ra, nil
 }
 
 func gmt(mtime int64) string {

@@ -8,9 +8,6 @@ package verify
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"errors"
 	"fmt"
 	"hash"
 	"io"
@@ -288,18 +285,9 @@ func hashDigest(h hash.Hash) func(string) []byte {
 // checkIndex reads an archive's index and returns it if it matches
 // backup.json and parses.
 func (v *verifier) checkIndex(ctx context.Context, a repo.Archive) (*archive.Index, error) {
-	rc, err := v.r.Store().Open(ctx, v.e.Dir+a.Index)
+	b, err := v.r.ReadIndex(ctx, v.e, a)
 	if err != nil {
 		return nil, err
-	}
-	defer rc.Close()
-	b, err := io.ReadAll(io.LimitReader(rc, a.IndexSize+1))
-	if err != nil {
-		return nil, err
-	}
-	sum := sha256.Sum256(b)
-	if hex.EncodeToString(sum[:]) != a.IndexSHA256 {
-		return nil, errors.New("index bytes do not match the digest in backup.json")
 	}
 	return archive.ParseIndex(b)
 }
