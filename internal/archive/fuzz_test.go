@@ -233,7 +233,7 @@ func FuzzScan(f *testing.F) {
 		}
 		opt := archive.ScanOptions{Hash: crc32c, Workers: 2}
 		if crcMode {
-			opt = archive.ScanOptions{CRC32C: func(c uint32) []byte { return binary.BigEndian.AppendUint32(nil, c) }, Workers: 2}
+			opt = archive.ScanOptions{CRC32C: func(c uint32) []byte { return binary.BigEndian.AppendUint32(nil, c) }, Workers: 2, ReadPieces: true}
 		}
 		var storedCRC uint32
 		opt.StoredCRC32C = &storedCRC

@@ -55,6 +55,7 @@ func TestScanDigests(t *testing.T) {
 			// frames handed to Stored), or one hash fed in order.
 			modes := map[string]archive.ScanOptions{
 				"crc32c":        {CRC32C: crcBE, Workers: 3},
+				"crc32c-pieces": {CRC32C: crcBE, Workers: 2, ReadPieces: true},
 				"crc32c+stored": {CRC32C: crcBE, Workers: 2, Stored: xxhash.New()},
 				"hash":          {Hash: crc32c, Workers: 1, Stored: xxhash.New()},
 			}

@@ -29,9 +29,11 @@ func (v *verifier) scanArchive(ctx context.Context, a repo.Archive, idx *archive
 	}
 	defer ra.Close()
 	isWAL := a.Name == "pg_wal.tar"
+	_, local := v.r.Store().(blob.ReaderAtOpener)
 	var xxh *xxhash.Digest
 	var storedCRC uint32
 	opt := archive.ScanOptions{
+		ReadPieces: local,
 		Skip: func(m *archive.Member) bool {
 			return isWAL || walSegmentPath(prefix+strings.TrimPrefix(m.Name, "./"))
 		},
