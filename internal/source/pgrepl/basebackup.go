@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -108,13 +107,7 @@ func (c *Conn) BaseBackup(ctx context.Context, opts BaseBackupOptions, sink Sink
 	// some 35,000 messages, and pgconn arms and disarms a context watcher
 	// for each): cancellation interrupts the socket read through a deadline
 	// in the past, and the error is then reported as the interruption.
-	stop := context.AfterFunc(ctx, func() { c.pg.Conn().SetDeadline(time.Unix(1, 0)) })
-	defer func() {
-		if !stop() {
-			// Cancelled as the stream ended: clear the deadline.
-			c.pg.Conn().SetDeadline(time.Time{})
-		}
-	}()
+	defer interruptOn(ctx, c.pg.Conn().SetDeadline)()
 	for {
 		msg, err := c.pg.ReceiveMessage(context.Background())
 		if err != nil {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -345,13 +346,9 @@ func (c *Conn) send(ctx context.Context, msgs ...pgproto3.FrontendMessage) error
 	for _, m := range msgs {
 		fe.Send(m)
 	}
-	stop := context.AfterFunc(ctx, func() {
-		c.pg.Conn().SetWriteDeadline(time.Unix(1, 0))
-	})
+	release := interruptOn(ctx, c.pg.Conn().SetWriteDeadline)
 	err := fe.Flush()
-	if !stop() {
-		c.pg.Conn().SetWriteDeadline(time.Time{})
-	}
+	release()
 	if err != nil {
 		if ctx.Err() != nil {
 			err = ctx.Err()
@@ -359,6 +356,34 @@ func (c *Conn) send(ctx context.Context, msgs ...pgproto3.FrontendMessage) error
 		c.abort()
 	}
 	return err
+}
+
+// interruptOn makes blocked socket operations fail as soon as ctx ends,
+// by setting a deadline in the past through set (one of the connection's
+// deadline setters); release stops watching and clears that deadline if
+// it was set, even when the cancellation raced the release.
+func interruptOn(ctx context.Context, set func(time.Time) error) (release func()) {
+	var mu sync.Mutex
+	fired, released := false, false
+	stop := context.AfterFunc(ctx, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if !released {
+			set(time.Unix(1, 0))
+			fired = true
+		}
+	})
+	return func() {
+		if stop() {
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		released = true
+		if fired {
+			set(time.Time{})
+		}
+	}
 }
 
 // readBuffer is the receive buffer in front of each replication

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -191,20 +190,70 @@ type stopSignal struct {
 	lsn    wal.LSN
 }
 
+// readTimer bounds the stream's socket reads: a read waits at most until
+// the next status update (a read deadline, set only when that time
+// changes), and a stop position or cancellation interrupts a waiting read
+// at once through a deadline in the past. One watcher for the whole
+// stream, instead of a context, a timer and pgconn's watcher per message.
+type readTimer struct {
+	mu    sync.Mutex
+	set   func(time.Time) error
+	at    time.Time
+	woken bool
+}
+
+// arm makes reads wait until t, unless an interruption is pending.
+func (r *readTimer) arm(t time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.woken && !t.Equal(r.at) {
+		r.set(t)
+		r.at = t
+	}
+}
+
+// interrupt makes the waiting read, or the next one, return a timeout.
+func (r *readTimer) interrupt() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.woken, r.at = true, time.Unix(1, 0)
+	r.set(r.at)
+}
+
+// consume clears a pending interruption after a read timed out.
+func (r *readTimer) consume() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.woken = false
+}
+
 func (c *Conn) runStream(ctx context.Context, s *streamSession, interval time.Duration, stopAt <-chan wal.LSN) error {
-	// A stop position or cancellation must interrupt a receive that is
-	// waiting for the server: wakeCtx ends when either happens.
-	wakeCtx, wake := context.WithCancel(ctx)
-	defer wake()
+	rt := &readTimer{set: c.pg.Conn().SetReadDeadline}
 	var stop stopSignal
+	done, exited := make(chan struct{}), make(chan struct{})
+	defer func() {
+		close(done)
+		<-exited
+		c.pg.Conn().SetReadDeadline(time.Time{})
+	}()
 	go func() {
+		defer close(exited)
 		select {
 		case lsn, ok := <-stopAt:
 			stop.mu.Lock()
 			stop.known, stop.closed, stop.lsn = ok, !ok, lsn
 			stop.mu.Unlock()
-			wake()
-		case <-wakeCtx.Done():
+			rt.interrupt()
+		case <-ctx.Done():
+			rt.interrupt()
+			return
+		case <-done:
+			return
+		}
+		select {
+		case <-ctx.Done():
+			rt.interrupt()
+		case <-done:
 		}
 	}()
 
@@ -239,20 +288,16 @@ func (c *Conn) runStream(ctx context.Context, s *streamSession, interval time.Du
 			}
 		}
 
-		rctx := ctx
-		if wakeCtx.Err() == nil {
-			rctx = wakeCtx
-		}
-		rctx, cancel := context.WithDeadline(rctx, nextStatus)
-		msg, err := c.pg.ReceiveMessage(rctx)
-		cancel()
+		rt.arm(nextStatus)
+		msg, err := c.pg.ReceiveMessage(context.Background())
 		if err != nil {
 			if ctx.Err() != nil {
 				c.abort()
 				return &Error{Op: s.op, Reason: "interrupted: " + ctx.Err().Error(), Err: ctx.Err()}
 			}
-			if !c.pg.IsClosed() && (pgconn.Timeout(err) || errors.Is(err, context.Canceled)) {
+			if !c.pg.IsClosed() && pgconn.Timeout(err) {
 				// Woken for a status update or a stop position.
+				rt.consume()
 				if now := time.Now(); !now.Before(nextStatus) {
 					if s.phase == streamCopy {
 						if err := sendStatus(now); err != nil {

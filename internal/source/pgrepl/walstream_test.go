@@ -253,6 +253,40 @@ func TestStreamWALStopsAfterEnd(t *testing.T) {
 	}
 }
 
+// TestStreamWALStopWakesIdleReceive: with no status update due for an
+// hour, a stop position that arrives while the client waits for the
+// server still ends the stream at once.
+func TestStreamWALStopWakesIdleReceive(t *testing.T) {
+	f := newFakeServer(t)
+	ws := &walServer{start: 0x500000, total: fakeSeg / 2, piece: 64 << 10}
+	f.handle = ws.handle
+	stop := make(chan wal.LSN, 1)
+	var buf bytes.Buffer
+	done := make(chan error, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer func() {
+		cancel() // a client that never woke must not hold the fake server
+		<-done
+	}()
+	go func() {
+		_, err := pgrepl.StreamWAL(ctx, f.conninfo(), pgrepl.StreamOptions{
+			Start: 0x500028, Timeline: 1, SystemID: 7710952269893484041, StatusInterval: time.Hour,
+		}, &buf, stop)
+		done <- err
+	}()
+	time.Sleep(500 * time.Millisecond) // everything sent: the client waits in a read
+	stop <- 0x500000 + fakeSeg/4
+	select {
+	case err := <-done:
+		done <- err // for the deferred wait
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a stop position did not wake the waiting read")
+	}
+}
+
 // TestStreamWALStopsWhileStreaming: the end is known early; streaming ends
 // as soon as the end is passed, while the server would send more.
 func TestStreamWALStopsWhileStreaming(t *testing.T) {

@@ -1,0 +1,70 @@
+package pgrepl
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+)
+
+// deadlines records what interruptOn sets.
+type deadlines struct {
+	mu  sync.Mutex
+	set []time.Time
+}
+
+func (d *deadlines) setter(t time.Time) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.set = append(d.set, t)
+	return nil
+}
+
+func (d *deadlines) last() (time.Time, int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.set) == 0 {
+		return time.Time{}, 0
+	}
+	return d.set[len(d.set)-1], len(d.set)
+}
+
+func TestInterruptOn(t *testing.T) {
+	// Not cancelled: nothing is set.
+	var quiet deadlines
+	interruptOn(context.Background(), quiet.setter)()
+	if _, n := quiet.last(); n != 0 {
+		t.Fatalf("uncancelled: %d deadlines set", n)
+	}
+	// Cancelled: a past deadline at once, cleared on release.
+	var d deadlines
+	ctx, cancel := context.WithCancel(context.Background())
+	release := interruptOn(ctx, d.setter)
+	cancel()
+	for {
+		if at, n := d.last(); n == 1 {
+			if !at.Before(time.Now()) {
+				t.Fatalf("cancel set %v, want a deadline in the past", at)
+			}
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	release()
+	if at, n := d.last(); n != 2 || !at.IsZero() {
+		t.Fatalf("after release: %d deadlines, last %v; want the deadline cleared", n, at)
+	}
+	// A cancellation racing the release never leaves a past deadline.
+	for range 2000 {
+		var r deadlines
+		ctx, cancel := context.WithCancel(context.Background())
+		release := interruptOn(ctx, r.setter)
+		go cancel()
+		release()
+		time.Sleep(10 * time.Microsecond)
+		if at, n := r.last(); n > 0 && !at.IsZero() {
+			t.Fatalf("race: %d deadlines, last %v after release", n, at)
+		}
+		cancel()
+	}
+}
