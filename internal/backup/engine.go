@@ -444,10 +444,7 @@ func (r *run) closeArchive(a *openArchive) error {
 	if a.name == "pg_wal.tar" {
 		return nil
 	}
-	prefix := ""
-	if a.oid != 0 {
-		prefix = fmt.Sprintf("pg_tblspc/%d/", a.oid)
-	}
+	prefix := r.archives[len(r.archives)-1].ManifestPrefix()
 	for _, m := range res.Members {
 		if m.Type != archive.TypeReg {
 			continue

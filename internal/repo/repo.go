@@ -67,6 +67,15 @@ type Archive struct {
 	Members      int    `json:"members"`
 }
 
+// ManifestPrefix is what the backup manifest puts before the paths of the
+// archive's members: "pg_tblspc/<oid>/" for a tablespace, else nothing.
+func (a Archive) ManifestPrefix() string {
+	if a.TablespaceID == 0 {
+		return ""
+	}
+	return fmt.Sprintf("pg_tblspc/%d/", a.TablespaceID)
+}
+
 // Backup is the content of backup.json.
 type Backup struct {
 	Format            string    `json:"format"` // "holdfast-backup"

@@ -109,3 +109,12 @@ func FuzzParseMeta(f *testing.F) {
 		}
 	})
 }
+
+func TestManifestPrefix(t *testing.T) {
+	if p := (Archive{Name: "base.tar"}).ManifestPrefix(); p != "" {
+		t.Errorf("base archive: %q", p)
+	}
+	if p := (Archive{Name: "16385.tar", TablespaceID: 16385}).ManifestPrefix(); p != "pg_tblspc/16385/" {
+		t.Errorf("tablespace archive: %q", p)
+	}
+}

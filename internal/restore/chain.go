@@ -44,10 +44,7 @@ func (w *writer) chain(ctx context.Context, r *repo.Repo, chain []repo.Entry, fi
 	for _, a := range last.Archives {
 		ar := readers[k][a.Name]
 		root := w.root(a)
-		prefix := ""
-		if a.TablespaceID != 0 {
-			prefix = fmt.Sprintf("pg_tblspc/%d/", a.TablespaceID)
-		}
+		prefix := a.ManifestPrefix()
 		isWAL := a.Name == "pg_wal.tar"
 		for _, m := range ar.Members() {
 			if err := ctx.Err(); err != nil {

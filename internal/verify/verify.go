@@ -82,10 +82,7 @@ func (v *verifier) run(ctx context.Context, catalog []repo.Entry) {
 			v.add("", "cancelled: %v", err)
 			return
 		}
-		prefix := ""
-		if a.TablespaceID != 0 {
-			prefix = fmt.Sprintf("pg_tblspc/%d/", a.TablespaceID)
-		}
+		prefix := a.ManifestPrefix()
 		if !v.archive(ctx, a, prefix, want, seen) {
 			failed[prefix] = true
 		}
