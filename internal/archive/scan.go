@@ -156,7 +156,10 @@ func planScan(idx *Index, opt ScanOptions) []framePlan {
 			continue
 		}
 		if m.Size == 0 {
-			plan[fi].spans = append(plan[fi].spans, scanSpan{member: mi, first: true, last: true, hash: hash, keep: keep})
+			// Placed where its data would be, so a frame's spans stay in
+			// offset order.
+			at := int(m.DataOffset - idx.Frames[fi].RawOffset)
+			plan[fi].spans = append(plan[fi].spans, scanSpan{member: mi, from: at, to: at, first: true, last: true, hash: hash, keep: keep})
 			continue
 		}
 		if keep && idx.frameFrom(fi, m.DataOffset) != idx.frameFrom(fi, m.DataOffset+m.Size-1) {
@@ -276,11 +279,8 @@ func (s *scanner) work(jobs <-chan scanJob) {
 		r.err = decErr
 		if r.err == nil {
 			if private && own == nil {
-				if s.idx.Compression == None {
+				if s.idx.Compression == None && s.opt.ReadPieces {
 					own = make([]byte, 0, min(scanChunk, s.idx.FrameSize))
-					if !s.opt.ReadPieces {
-						own = bigBuffer(0, s.idx.FrameSize)
-					}
 				} else {
 					own = bigBuffer(0, s.idx.FrameSize)
 				}
@@ -322,14 +322,15 @@ func (s *scanner) frame(r *scanned, dec *zstd.Decoder, own []byte) error {
 			if err := s.read(r.i, r.stored, f.StoredOffset); err != nil {
 				return err
 			}
-			return s.window(r, p, f, r.raw, 0)
+			return s.window(r, p, f, r.raw, 0, &windowCursor{})
 		}
+		var cur windowCursor
 		for lo := 0; lo < int(f.RawSize); lo += cap(own) {
 			b := own[:min(cap(own), int(f.RawSize)-lo)]
 			if err := s.read(r.i, b, f.StoredOffset+int64(lo)); err != nil {
 				return err
 			}
-			if err := s.window(r, p, f, b, lo); err != nil {
+			if err := s.window(r, p, f, b, lo, &cur); err != nil {
 				return err
 			}
 		}
@@ -356,7 +357,7 @@ func (s *scanner) frame(r *scanned, dec *zstd.Decoder, own []byte) error {
 	if int64(len(out)) != f.RawSize {
 		return corruptf("frame %d decodes to %d bytes, index says %d", r.i, len(out), f.RawSize)
 	}
-	return s.window(r, p, f, out, 0)
+	return s.window(r, p, f, out, 0, &windowCursor{})
 }
 
 // window checks the bytes [lo, lo+len(b)) of frame f (raw offsets inside
@@ -365,16 +366,26 @@ func (s *scanner) frame(r *scanned, dec *zstd.Decoder, own []byte) error {
 // order. An uncompressed frame's CRC (StoredCRC32C) is put together from
 // the bytes between hashed pieces and the pieces' own CRCs, so each byte
 // is checksummed once.
-func (s *scanner) window(r *scanned, p *framePlan, f *Frame, b []byte, lo int) error {
+//
+// A frame's headers and spans are in offset order, and cur carries the
+// position in both lists from one window to the next, so a frame costs
+// one pass over them whatever the number of windows.
+func (s *scanner) window(r *scanned, p *framePlan, f *Frame, b []byte, lo int, cur *windowCursor) error {
 	hi := lo + len(b)
-	for _, mi := range p.headers {
-		m := &s.idx.Members[mi]
+	for ; cur.header < len(p.headers); cur.header++ {
+		m := &s.idx.Members[p.headers[cur.header]]
 		at := int(m.HeaderOffset - f.RawOffset)
-		if at < lo || at >= hi {
-			continue
+		if at >= hi {
+			break
 		}
-		if at+blockSize > hi {
+		if at+blockSize > int(f.RawSize) {
 			return corruptAt(m.HeaderOffset, "header of member %q crosses frame %d", m.Name, r.i)
+		}
+		if at < lo || at+blockSize > hi {
+			// Frames start on 512-byte boundaries (ParseIndex checks the
+			// cuts) and pieces are multiples of 512: a header never
+			// straddles two.
+			return corruptAt(m.HeaderOffset, "header of member %q is not on a 512-byte boundary of frame %d", m.Name, r.i)
 		}
 		got, err := parseHeader(b[at-lo:at-lo+blockSize], m.HeaderOffset)
 		if err != nil {
@@ -387,19 +398,20 @@ func (s *scanner) window(r *scanned, p *framePlan, f *Frame, b []byte, lo int) e
 	stored := s.opt.StoredCRC32C != nil && s.idx.Compression == None
 	pieces := stored && s.opt.CRC32C != nil
 	pos := lo // with pieces: where the frame's CRC has got to
-	for k, sp := range p.spans {
-		if sp.keep && r.kept == nil {
-			r.kept = make([][]byte, len(p.spans))
-		}
-		if sp.keep && r.kept[k] == nil {
-			r.kept[k] = []byte{}
-		}
+	for cur.span < len(p.spans) && p.spans[cur.span].to <= lo {
+		cur.span++ // ended before this window (or empty)
+	}
+	for k := cur.span; k < len(p.spans) && p.spans[k].from < hi; k++ {
+		sp := p.spans[k]
 		from, to := max(sp.from, lo), min(sp.to, hi)
 		if from >= to {
 			continue
 		}
 		piece := b[from-lo : to-lo]
 		if sp.keep {
+			if r.kept == nil {
+				r.kept = make([][]byte, len(p.spans))
+			}
 			r.kept[k] = append(r.kept[k], piece...)
 		}
 		if !sp.hash || s.opt.CRC32C == nil {
@@ -418,6 +430,9 @@ func (s *scanner) window(r *scanned, p *framePlan, f *Frame, b []byte, lo int) e
 	}
 	return nil
 }
+
+// windowCursor is where window got to in a frame's headers and spans.
+type windowCursor struct{ header, span int }
 
 // consumer puts the frames' results together in order on Scan's goroutine.
 type consumer struct {
@@ -444,7 +459,11 @@ func (c *consumer) frame(r scanned) error {
 			return err
 		}
 		if sp.keep {
-			c.s.opt.Kept(&c.s.idx.Members[sp.member], r.kept[k])
+			data := []byte{} // an empty member has no piece
+			if r.kept != nil && r.kept[k] != nil {
+				data = r.kept[k]
+			}
+			c.s.opt.Kept(&c.s.idx.Members[sp.member], data)
 		}
 		if !sp.hash {
 			if sp.last {

@@ -120,11 +120,11 @@ func encodeMeta(b *Backup) ([]byte, error) {
 	return append(data, '\n'), nil
 }
 
-// sealMeta sets b.Checksum and returns the canonical bytes to store.
 // EncodeMeta returns b's canonical, sealed encoding (its checksum set),
 // as Commit stores it; b's format fields are kept as they are.
 func EncodeMeta(b *Backup) ([]byte, error) { return sealMeta(b) }
 
+// sealMeta sets b.Checksum and returns the canonical bytes to store.
 func sealMeta(b *Backup) ([]byte, error) {
 	b.Checksum = ""
 	data, err := encodeMeta(b)

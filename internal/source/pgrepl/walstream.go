@@ -291,13 +291,18 @@ func (c *Conn) runStream(ctx context.Context, s *streamSession, interval time.Du
 		rt.arm(nextStatus)
 		msg, err := c.pg.ReceiveMessage(context.Background())
 		if err != nil {
+			if !c.pg.IsClosed() && pgconn.Timeout(err) {
+				// Woken for a status update, a stop position or a
+				// cancellation. ctx is checked after consume: a
+				// cancellation that interrupted before it is seen here,
+				// one after it interrupts the next read.
+				rt.consume()
+			}
 			if ctx.Err() != nil {
 				c.abort()
 				return &Error{Op: s.op, Reason: "interrupted: " + ctx.Err().Error(), Err: ctx.Err()}
 			}
 			if !c.pg.IsClosed() && pgconn.Timeout(err) {
-				// Woken for a status update or a stop position.
-				rt.consume()
 				if now := time.Now(); !now.Before(nextStatus) {
 					if s.phase == streamCopy {
 						if err := sendStatus(now); err != nil {
