@@ -8,9 +8,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// hugePage is the size of a transparent huge page on x86-64 and arm64.
-const hugePage = 2 << 20
-
 // bigBuffer returns a buffer of length n and capacity c that starts on a
 // 2 MiB boundary, after asking the kernel to back it with transparent huge
 // pages (MADV_HUGEPAGE) before anything touches it. Frames are 4 MiB

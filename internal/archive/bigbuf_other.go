@@ -4,5 +4,3 @@ package archive
 
 // bigBuffer returns make([]byte, n, c); see the Linux version.
 func bigBuffer(n, c int) []byte { return make([]byte, n, c) }
-
-const hugePage = 2 << 20

@@ -194,6 +194,10 @@ func OpenStream(r io.Reader, c Compression, idx *Index) (sr *StreamReader, close
 // long archive does not allocate (and zero) a fresh buffer per frame.
 var frameBufs sync.Pool
 
+// hugePage is the size of a transparent huge page on x86-64 and arm64:
+// buffers of at least this size come from bigBuffer.
+const hugePage = 2 << 20
+
 // getBuf returns a buffer of length n, reused when one is large enough.
 func getBuf(n int) []byte {
 	if b, ok := frameBufs.Get().(*[]byte); ok && cap(*b) >= n {

@@ -19,24 +19,21 @@ const cacheFrames = 2
 // use and runs up to GOMAXPROCS decodes at once. With the cap limit, a
 // frame is never decoded past the capacity of the buffer it is given, which
 // is the frame's size in the index.
-var frameDecoder = sync.OnceValues(func() (*zstd.Decoder, error) {
-	return zstd.NewReader(nil,
-		zstd.WithDecoderConcurrency(0),
-		zstd.WithDecoderMaxMemory(MaxFrameSize),
-		zstd.WithDecodeAllCapLimit(true),
-	)
-})
+var frameDecoder = sync.OnceValues(func() (*zstd.Decoder, error) { return newFrameDecoder() })
 
 // uncheckedDecoder is frameDecoder without the frames' content checksums,
 // for Scan when the stored bytes are digested.
 var uncheckedDecoder = sync.OnceValues(func() (*zstd.Decoder, error) {
-	return zstd.NewReader(nil,
+	return newFrameDecoder(zstd.IgnoreChecksum(true))
+})
+
+func newFrameDecoder(extra ...zstd.DOption) (*zstd.Decoder, error) {
+	return zstd.NewReader(nil, append([]zstd.DOption{
 		zstd.WithDecoderConcurrency(0),
 		zstd.WithDecoderMaxMemory(MaxFrameSize),
 		zstd.WithDecodeAllCapLimit(true),
-		zstd.IgnoreChecksum(true),
-	)
-})
+	}, extra...)...)
+}
 
 // Reader reads members of a stored archive at random through its index:
 // reading a member or a block costs one ranged read and one decompression

@@ -538,11 +538,10 @@ func (r *run) Notice(n *pgconn.Notice) {
 // walOpening is the WAL connection and its temporary slot being opened
 // on a goroutine of their own.
 type walOpening struct {
-	done   chan struct{}
-	conn   *pgrepl.Conn
-	slot   string
-	err    error
-	joined bool
+	done chan struct{}
+	conn *pgrepl.Conn // nil once join has handed it over
+	slot string
+	err  error
 }
 
 // openWAL starts opening the second connection and its temporary slot.
@@ -569,16 +568,14 @@ func openWAL(ctx context.Context, connInfo string) *walOpening {
 // join waits for the opening; the connection is the caller's afterwards.
 func (w *walOpening) join() (*pgrepl.Conn, string, error) {
 	<-w.done
-	w.joined = true
-	return w.conn, w.slot, w.err
+	c := w.conn
+	w.conn = nil
+	return c, w.slot, w.err
 }
 
 // discard closes the connection if it was never joined (the run failed
 // before the backup started).
 func (w *walOpening) discard(ctx context.Context) {
-	if w.joined {
-		return
-	}
 	<-w.done
 	if w.conn != nil {
 		w.conn.Close(context.WithoutCancel(ctx))

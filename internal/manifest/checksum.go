@@ -87,13 +87,13 @@ func (c *crc32cHash) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 func (c *crc32cHash) Sum(b []byte) []byte { return binary.LittleEndian.AppendUint32(b, c.crc) }
+func (c *crc32cHash) Reset()              { c.crc = 0 }
+func (c *crc32cHash) Size() int           { return crc32c.Size }
+func (c *crc32cHash) BlockSize() int      { return 1 }
 
 // CRC32CSum is a CRC-32C as a manifest's checksum bytes: the CRC as it
 // lies in memory, little-endian.
-func CRC32CSum(crc uint32) []byte    { return binary.LittleEndian.AppendUint32(nil, crc) }
-func (c *crc32cHash) Reset()         { c.crc = 0 }
-func (c *crc32cHash) Size() int      { return crc32c.Size }
-func (c *crc32cHash) BlockSize() int { return 1 }
+func CRC32CSum(crc uint32) []byte { return binary.LittleEndian.AppendUint32(nil, crc) }
 
 // noHash lets callers hash every file the same way when checksums are off.
 type noHash struct{}

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/holdfast-backup/holdfast/internal/archive"
 	"github.com/holdfast-backup/holdfast/internal/blob"
 	"github.com/holdfast-backup/holdfast/internal/wal"
 )
@@ -481,9 +482,9 @@ func (r *Repo) ReadManifest(ctx context.Context, e Entry) ([]byte, error) {
 	return b, nil
 }
 
-// ReadIndex reads the index object of archive a of backup e and checks it
-// against backup.json (size and SHA-256); archive.ParseIndex decodes it.
-func (r *Repo) ReadIndex(ctx context.Context, e Entry, a Archive) ([]byte, error) {
+// ReadIndex reads the index object of archive a of backup e, checks it
+// against backup.json (size and SHA-256) and decodes it.
+func (r *Repo) ReadIndex(ctx context.Context, e Entry, a Archive) (*archive.Index, error) {
 	rc, err := r.r.Open(ctx, e.Dir+a.Index)
 	if err != nil {
 		return nil, err
@@ -499,5 +500,5 @@ func (r *Repo) ReadIndex(ctx context.Context, e Entry, a Archive) ([]byte, error
 	if got := sha256Hex(b); got != a.IndexSHA256 {
 		return nil, fmt.Errorf("%w: %s of %s does not match the digest in backup.json (the file was changed or damaged)", ErrCorrupt, a.Index, e.ID)
 	}
-	return b, nil
+	return archive.ParseIndex(b)
 }

@@ -101,19 +101,10 @@ func relationDir(dir string, tablespace bool) bool {
 	return dir == "global" || (strings.HasPrefix(dir, "base/") && strings.Count(dir, "/") == 1)
 }
 
-// readIndex reads an archive's index, checked against backup.json.
-func readIndex(ctx context.Context, r *repo.Repo, e repo.Entry, a repo.Archive) (*archive.Index, error) {
-	b, err := r.ReadIndex(ctx, e, a)
-	if err != nil {
-		return nil, err
-	}
-	return archive.ParseIndex(b)
-}
-
 // openReader opens random access to a stored archive through its index;
 // closing the returned closer releases the object.
 func openReader(ctx context.Context, r *repo.Repo, e repo.Entry, a repo.Archive) (*archive.Reader, io.Closer, error) {
-	idx, err := readIndex(ctx, r, e, a)
+	idx, err := r.ReadIndex(ctx, e, a)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -147,7 +147,7 @@ func compressionOf(a repo.Archive) archive.Compression {
 
 func (w *writer) extract(ctx context.Context, r *repo.Repo, e repo.Entry, a repo.Archive) error {
 	// The index, when intact, lets the frames decompress in parallel.
-	idx, _ := readIndex(ctx, r, e, a)
+	idx, _ := r.ReadIndex(ctx, e, a)
 	rc, err := r.Store().Open(ctx, e.Dir+a.Object)
 	if err != nil {
 		return err

@@ -10,6 +10,7 @@ import (
 	"github.com/cespare/xxhash/v2"
 	"github.com/holdfast-backup/holdfast/internal/archive"
 	"github.com/holdfast-backup/holdfast/internal/blob"
+	"github.com/holdfast-backup/holdfast/internal/crc32c"
 	"github.com/holdfast-backup/holdfast/internal/manifest"
 	"github.com/holdfast-backup/holdfast/internal/repo"
 )
@@ -30,8 +31,7 @@ func (v *verifier) scanArchive(ctx context.Context, a repo.Archive, idx *archive
 	defer ra.Close()
 	isWAL := a.Name == "pg_wal.tar"
 	_, local := v.r.Store().(blob.ReaderAtOpener)
-	var xxh *xxhash.Digest
-	var storedCRC uint32
+	stored := newStoredDigest(a)
 	opt := archive.ScanOptions{
 		ReadPieces: local,
 		Skip: func(m *archive.Member) bool {
@@ -42,11 +42,10 @@ func (v *verifier) scanArchive(ctx context.Context, a repo.Archive, idx *archive
 		},
 		Kept: func(m *archive.Member, data []byte) { v.label = data },
 	}
-	if a.CRC32C == "" && a.XXH64 != "" {
-		xxh = xxhash.New() // a backup from before the stored CRC-32C
-		opt.Stored = xxh
+	if stored.xxh != nil {
+		opt.Stored = stored // in order, on Scan's goroutine
 	} else {
-		opt.StoredCRC32C = &storedCRC
+		opt.StoredCRC32C = &stored.crc // combined from the frames'
 	}
 	alg, algErr := manifest.CanonicalAlgorithm(v.e.ChecksumAlgorithm)
 	switch {
@@ -93,28 +92,43 @@ func (v *verifier) scanArchive(ctx context.Context, a repo.Archive, idx *archive
 			return false
 		}
 	}
-	if xxh != nil {
-		v.checkStored(a, "", xxh.Sum64())
-	} else {
-		v.checkStored(a, fmt.Sprintf("%08x", storedCRC), 0)
-	}
+	v.checkStored(a, stored)
 	return true
 }
 
+// storedDigest is the digest backup.json gives of an archive's stored
+// bytes: their CRC-32C, or their XXH64 in backup format 1 (ParseMeta makes
+// sure a record carries the one of its format). Written to, it digests.
+type storedDigest struct {
+	want, name string
+	xxh        *xxhash.Digest // format 1
+	crc        uint32
+}
+
+func newStoredDigest(a repo.Archive) *storedDigest {
+	if a.XXH64 != "" {
+		return &storedDigest{want: a.XXH64, name: "XXH64", xxh: xxhash.New()}
+	}
+	return &storedDigest{want: a.CRC32C, name: "CRC-32C"}
+}
+
+func (d *storedDigest) Write(p []byte) (int, error) {
+	if d.xxh != nil {
+		return d.xxh.Write(p)
+	}
+	d.crc = crc32c.Update(d.crc, p)
+	return len(p), nil
+}
+
 // checkStored compares the digest of an archive's stored bytes with
-// backup.json's: crc when backup.json gives a CRC-32C, else xxh.
-func (v *verifier) checkStored(a repo.Archive, crc string, xxh uint64) {
-	switch {
-	case a.CRC32C != "":
-		if crc != a.CRC32C {
-			v.add(a.Object, "stored bytes have CRC-32C %s, backup.json says %s (the object was damaged or replaced)", crc, a.CRC32C)
-		}
-	case a.XXH64 != "":
-		if got := fmt.Sprintf("%016x", xxh); got != a.XXH64 {
-			v.add(a.Object, "stored bytes have XXH64 %s, backup.json says %s (the object was damaged or replaced)", got, a.XXH64)
-		}
-	default:
-		v.add(a.Object, "backup.json gives no digest of the stored bytes")
+// backup.json's.
+func (v *verifier) checkStored(a repo.Archive, d *storedDigest) {
+	got := fmt.Sprintf("%08x", d.crc)
+	if d.xxh != nil {
+		got = fmt.Sprintf("%016x", d.xxh.Sum64())
+	}
+	if got != d.want {
+		v.add(a.Object, "stored bytes have %s %s, backup.json says %s (the object was damaged or replaced)", d.name, got, d.want)
 	}
 }
 

@@ -13,9 +13,7 @@ import (
 	"io"
 	"strings"
 
-	"github.com/cespare/xxhash/v2"
 	"github.com/holdfast-backup/holdfast/internal/archive"
-	"github.com/holdfast-backup/holdfast/internal/crc32c"
 	"github.com/holdfast-backup/holdfast/internal/manifest"
 	"github.com/holdfast-backup/holdfast/internal/pglabel"
 	"github.com/holdfast-backup/holdfast/internal/repo"
@@ -116,12 +114,9 @@ func pathPrefix(p string) string {
 func (v *verifier) archive(ctx context.Context, a repo.Archive, prefix string, want map[string]*manifest.File, seen map[string]bool) bool {
 	dir := v.e.Dir
 	ok := true
-	var idx *archive.Index // only an index that matches backup.json is used
-	if info, err := v.r.Store().Stat(ctx, dir+a.Index); err != nil {
-		v.add(a.Index, "%v", err)
-	} else if info.Size != a.IndexSize {
-		v.add(a.Index, "size %d, backup.json says %d", info.Size, a.IndexSize)
-	} else if idx, err = v.checkIndex(ctx, a); err != nil {
+	// Only an index that matches backup.json (size, SHA-256) is used.
+	idx, err := v.r.ReadIndex(ctx, v.e, a)
+	if err != nil {
 		v.add(a.Index, "%v", err)
 	}
 	info, err := v.r.Store().Stat(ctx, dir+a.Object)
@@ -143,12 +138,7 @@ func (v *verifier) archive(ctx context.Context, a repo.Archive, prefix string, w
 		return false
 	}
 	defer rc.Close()
-	xxh := xxhash.New()
-	crc := crc32c.New()
-	digest := io.Writer(crc)
-	if a.CRC32C == "" && a.XXH64 != "" {
-		digest = xxh
-	}
+	digest := newStoredDigest(a)
 	comp := archive.None
 	if a.Compression == "zstd" {
 		comp = archive.Zstd
@@ -212,7 +202,7 @@ func (v *verifier) archive(ctx context.Context, a repo.Archive, prefix string, w
 			v.add(a.Object, "%v", err)
 			return false
 		}
-		v.checkStored(a, fmt.Sprintf("%08x", crc.Sum32()), xxh.Sum64())
+		v.checkStored(a, digest)
 	}
 	return ok
 }
@@ -277,16 +267,6 @@ func dataDigest(data []byte) func(string) []byte {
 // hashDigest is h's sum, for the algorithm h was made for.
 func hashDigest(h hash.Hash) func(string) []byte {
 	return func(string) []byte { return h.Sum(nil) }
-}
-
-// checkIndex reads an archive's index and returns it if it matches
-// backup.json and parses.
-func (v *verifier) checkIndex(ctx context.Context, a repo.Archive) (*archive.Index, error) {
-	b, err := v.r.ReadIndex(ctx, v.e, a)
-	if err != nil {
-		return nil, err
-	}
-	return archive.ParseIndex(b)
 }
 
 // checkChain checks an incremental backup against its parent.

@@ -528,16 +528,9 @@ func (s *Store) Open(ctx context.Context, key string) (io.ReadCloser, error) {
 // OpenRange implements blob.Reader. Reads are pread(2) calls at the
 // caller's buffer size; nothing is buffered in between.
 func (s *Store) OpenRange(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
-	defer runtime.KeepAlive(s)
-	if err := checkKey(key); err != nil {
-		return nil, fmt.Errorf("local: open %q: %w", key, err)
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("local: open %s: %w", key, err)
-	}
-	f, st, err := s.openFile(key)
+	f, st, err := s.openForRead(ctx, key)
 	if err != nil {
-		return nil, fmt.Errorf("local: open %s: %w", key, err)
+		return nil, err
 	}
 	if off < 0 || off > st.Size {
 		f.Close()
@@ -552,18 +545,28 @@ func (s *Store) OpenRange(ctx context.Context, key string, off, n int64) (io.Rea
 // OpenReaderAt implements blob.ReaderAtOpener: reads of the returned
 // handle are pread(2) calls on one open file, which fail once ctx is done.
 func (s *Store) OpenReaderAt(ctx context.Context, key string) (blob.ReadAtCloser, error) {
-	defer runtime.KeepAlive(s)
-	if err := checkKey(key); err != nil {
-		return nil, fmt.Errorf("local: open %q: %w", key, err)
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("local: open %s: %w", key, err)
-	}
-	f, _, err := s.openFile(key)
+	f, _, err := s.openForRead(ctx, key)
 	if err != nil {
-		return nil, fmt.Errorf("local: open %s: %w", key, err)
+		return nil, err
 	}
 	return &fileReaderAt{ctx: ctx, f: f}, nil
+}
+
+// openForRead checks key and ctx and opens the object's file (openFile),
+// with errors worded for the caller.
+func (s *Store) openForRead(ctx context.Context, key string) (*os.File, unix.Stat_t, error) {
+	defer runtime.KeepAlive(s)
+	if err := checkKey(key); err != nil {
+		return nil, unix.Stat_t{}, fmt.Errorf("local: open %q: %w", key, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, unix.Stat_t{}, fmt.Errorf("local: open %s: %w", key, err)
+	}
+	f, st, err := s.openFile(key)
+	if err != nil {
+		return nil, st, fmt.Errorf("local: open %s: %w", key, err)
+	}
+	return f, st, nil
 }
 
 type fileReaderAt struct {

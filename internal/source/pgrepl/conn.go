@@ -363,27 +363,61 @@ func (c *Conn) send(ctx context.Context, msgs ...pgproto3.FrontendMessage) error
 // deadline setters); release stops watching and clears that deadline if
 // it was set, even when the cancellation raced the release.
 func interruptOn(ctx context.Context, set func(time.Time) error) (release func()) {
-	var mu sync.Mutex
-	fired, released := false, false
-	stop := context.AfterFunc(ctx, func() {
-		mu.Lock()
-		defer mu.Unlock()
-		if !released {
-			set(time.Unix(1, 0))
-			fired = true
-		}
-	})
+	dt := &deadlineTimer{set: set}
+	stop := context.AfterFunc(ctx, dt.interrupt)
 	return func() {
-		if stop() {
-			return
-		}
-		mu.Lock()
-		defer mu.Unlock()
-		released = true
-		if fired {
-			set(time.Time{})
+		if !stop() {
+			dt.stop()
 		}
 	}
+}
+
+// deadlineTimer sets a connection's deadline (set) from more than one
+// goroutine: the reader's arm and consume, and interrupt, which puts it
+// in the past so a blocked operation fails at once. After stop, which
+// clears it, an interrupt does nothing.
+type deadlineTimer struct {
+	mu      sync.Mutex
+	set     func(time.Time) error
+	at      time.Time
+	woken   bool
+	stopped bool
+}
+
+// arm makes operations wait until t, unless an interruption is pending;
+// the deadline is set only when t changes.
+func (d *deadlineTimer) arm(t time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.woken && !d.stopped && !t.Equal(d.at) {
+		d.set(t)
+		d.at = t
+	}
+}
+
+// interrupt makes the waiting operation, or the next one, time out.
+func (d *deadlineTimer) interrupt() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.stopped {
+		d.woken, d.at = true, time.Unix(1, 0)
+		d.set(d.at)
+	}
+}
+
+// consume clears a pending interruption after an operation timed out.
+func (d *deadlineTimer) consume() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.woken = false
+}
+
+// stop clears the deadline for good.
+func (d *deadlineTimer) stop() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.stopped = true
+	d.set(time.Time{})
 }
 
 // readBuffer is the receive buffer in front of each replication

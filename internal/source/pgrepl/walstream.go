@@ -190,68 +190,23 @@ type stopSignal struct {
 	lsn    wal.LSN
 }
 
-// readTimer bounds the stream's socket reads: a read waits at most until
-// the next status update (a read deadline, set only when that time
-// changes), and a stop position or cancellation interrupts a waiting read
-// at once through a deadline in the past. One watcher for the whole
-// stream, instead of a context, a timer and pgconn's watcher per message.
-type readTimer struct {
-	mu    sync.Mutex
-	set   func(time.Time) error
-	at    time.Time
-	woken bool
-}
-
-// arm makes reads wait until t, unless an interruption is pending.
-func (r *readTimer) arm(t time.Time) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if !r.woken && !t.Equal(r.at) {
-		r.set(t)
-		r.at = t
-	}
-}
-
-// interrupt makes the waiting read, or the next one, return a timeout.
-func (r *readTimer) interrupt() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.woken, r.at = true, time.Unix(1, 0)
-	r.set(r.at)
-}
-
-// consume clears a pending interruption after a read timed out.
-func (r *readTimer) consume() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.woken = false
-}
-
 func (c *Conn) runStream(ctx context.Context, s *streamSession, interval time.Duration, stopAt <-chan wal.LSN) error {
-	rt := &readTimer{set: c.pg.Conn().SetReadDeadline}
+	// A read waits at most until the next status update (rt.arm), and a
+	// stop position or cancellation interrupts a waiting read at once:
+	// one watcher for the whole stream, instead of a context, a timer and
+	// pgconn's watcher per message.
+	rt := &deadlineTimer{set: c.pg.Conn().SetReadDeadline}
+	defer rt.stop()
+	defer context.AfterFunc(ctx, rt.interrupt)()
 	var stop stopSignal
-	done, exited := make(chan struct{}), make(chan struct{})
-	defer func() {
-		close(done)
-		<-exited
-		c.pg.Conn().SetReadDeadline(time.Time{})
-	}()
+	done := make(chan struct{})
+	defer close(done)
 	go func() {
-		defer close(exited)
 		select {
 		case lsn, ok := <-stopAt:
 			stop.mu.Lock()
 			stop.known, stop.closed, stop.lsn = ok, !ok, lsn
 			stop.mu.Unlock()
-			rt.interrupt()
-		case <-ctx.Done():
-			rt.interrupt()
-			return
-		case <-done:
-			return
-		}
-		select {
-		case <-ctx.Done():
 			rt.interrupt()
 		case <-done:
 		}
