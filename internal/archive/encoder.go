@@ -14,6 +14,15 @@ type frameEncoder interface {
 	encodeFrame(dst, src []byte) []byte
 }
 
+// decodeFrame decodes src, a stored zstd frame, after dst's bytes and
+// never past cap(dst), which callers set to the frame's size in the
+// index; checksums says whether the frame's content checksum is checked.
+// Two implementations, like the encoder: libzstd through cgo (build tag
+// libzstd) and klauspost/compress (decoder_go.go). Sequential reads of a
+// whole archive (stream.go) always use the pure-Go streaming decoder.
+//
+//	func decodeFrame(dst, src []byte, checksums bool) ([]byte, error)
+
 // Encoders are pooled by level and frame size: creating one allocates its
 // tables, and a backup makes several Writers.
 type encoderKey struct{ level, frameSize int }

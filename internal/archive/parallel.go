@@ -109,13 +109,8 @@ func (d *parallelDecoder) fail(err error) {
 }
 
 func (d *parallelDecoder) work() {
-	dec, err := frameDecoder()
 	for j := range d.jobs {
-		if err != nil {
-			j.reply <- decoded{err: err}
-			continue
-		}
-		out, derr := dec.DecodeAll(j.src, getBuf(int(j.f.RawSize))[:0])
+		out, derr := decodeFrame(getBuf(int(j.f.RawSize))[:0], j.src, true)
 		putBuf(j.src)
 		switch {
 		case derr != nil:

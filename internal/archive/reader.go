@@ -6,34 +6,12 @@ import (
 	"io"
 	"strings"
 	"sync"
-
-	"github.com/klauspost/compress/zstd"
 )
 
 // cacheFrames is how many decompressed frames a Reader keeps: with the
 // default frame size, 16 MiB. Small files share frames, so restoring a
 // directory of them decompresses each frame about once.
 const cacheFrames = 2
-
-// frameDecoder is shared by every Reader: DecodeAll is safe for concurrent
-// use and runs up to GOMAXPROCS decodes at once. With the cap limit, a
-// frame is never decoded past the capacity of the buffer it is given, which
-// is the frame's size in the index.
-var frameDecoder = sync.OnceValues(func() (*zstd.Decoder, error) { return newFrameDecoder() })
-
-// uncheckedDecoder is frameDecoder without the frames' content checksums,
-// for Scan when the stored bytes are digested.
-var uncheckedDecoder = sync.OnceValues(func() (*zstd.Decoder, error) {
-	return newFrameDecoder(zstd.IgnoreChecksum(true))
-})
-
-func newFrameDecoder(extra ...zstd.DOption) (*zstd.Decoder, error) {
-	return zstd.NewReader(nil, append([]zstd.DOption{
-		zstd.WithDecoderConcurrency(0),
-		zstd.WithDecoderMaxMemory(MaxFrameSize),
-		zstd.WithDecodeAllCapLimit(true),
-	}, extra...)...)
-}
 
 // Reader reads members of a stored archive at random through its index:
 // reading a member or a block costs one ranged read and one decompression
@@ -205,12 +183,7 @@ func (r *Reader) loadFrame(i int, dst []byte) ([]byte, error) {
 	if err := r.readStored(src, f.StoredOffset); err != nil {
 		return nil, err
 	}
-	dec, err := frameDecoder()
-	if err != nil {
-		return nil, err
-	}
-	// Limit the output to the index's size (cap limit).
-	out, err := dec.DecodeAll(src, dst[:0:f.RawSize])
+	out, err := decodeFrame(dst[:0:f.RawSize], src, true)
 	if err != nil {
 		return nil, corruptf("frame %d (stored bytes %d..%d): %v", i, f.StoredOffset, f.StoredOffset+f.StoredSize, err)
 	}

@@ -8,7 +8,6 @@ import (
 	"runtime"
 
 	"github.com/holdfast-backup/holdfast/internal/crc32c"
-	"github.com/klauspost/compress/zstd"
 )
 
 // ScanOptions configure Scan.
@@ -265,11 +264,7 @@ const scanChunk = 256 << 10
 // cover their data. The checksum (XXH64 of every decoded byte) cost a
 // tenth of a scan.
 func (s *scanner) work(jobs <-chan scanJob) {
-	get := frameDecoder
-	if s.opt.Stored != nil || s.opt.StoredCRC32C != nil {
-		get = uncheckedDecoder
-	}
-	dec, decErr := get()
+	checksums := s.opt.Stored == nil && s.opt.StoredCRC32C == nil
 	// Unless the caller hashes or digests on its own goroutine, nothing but
 	// CRCs and kept copies leaves the worker: it decodes every frame into
 	// the same buffer, and reads an uncompressed one in chunks into it.
@@ -277,17 +272,14 @@ func (s *scanner) work(jobs <-chan scanJob) {
 	private := s.opt.Hash == nil && s.opt.Stored == nil
 	for j := range jobs {
 		r := scanned{i: j.i}
-		r.err = decErr
-		if r.err == nil {
-			if private && own == nil {
-				if s.idx.Compression == None && s.opt.ReadPieces {
-					own = make([]byte, 0, min(scanChunk, s.idx.FrameSize))
-				} else {
-					own = bigBuffer(0, s.idx.FrameSize)
-				}
+		if private && own == nil {
+			if s.idx.Compression == None && s.opt.ReadPieces {
+				own = make([]byte, 0, min(scanChunk, s.idx.FrameSize))
+			} else {
+				own = bigBuffer(0, s.idx.FrameSize)
 			}
-			r.err = s.frame(&r, dec, own)
 		}
+		r.err = s.frame(&r, checksums, own)
 		j.reply <- r
 	}
 }
@@ -307,7 +299,7 @@ func (s *scanner) read(i int, p []byte, off int64) error {
 // frame reads, decodes and checks frame r.i. With own (the worker's
 // buffer) the frame's bytes stay in it; without, they are handed back in
 // r.stored and r.raw.
-func (s *scanner) frame(r *scanned, dec *zstd.Decoder, own []byte) error {
+func (s *scanner) frame(r *scanned, checksums bool, own []byte) error {
 	f := &s.idx.Frames[r.i]
 	p := &s.plan[r.i]
 	if s.opt.CRC32C != nil && len(p.spans) > 0 {
@@ -347,7 +339,7 @@ func (s *scanner) frame(r *scanned, dec *zstd.Decoder, own []byte) error {
 	if dst == nil {
 		dst = getBuf(int(f.RawSize))
 	}
-	out, err := dec.DecodeAll(r.stored, dst[:0:min(cap(dst), int(f.RawSize))])
+	out, err := decodeFrame(dst[:0:min(cap(dst), int(f.RawSize))], r.stored, checksums)
 	if own == nil {
 		r.raw = out
 	}
