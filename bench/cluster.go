@@ -28,6 +28,7 @@ type cluster struct {
 	dir     string // holds data/, the socket and the log
 	data    string
 	port    int
+	host    string // where the measured tools connect: dir (Unix socket) or 127.0.0.1 (TCP)
 	logFile string
 	proc    *exec.Cmd
 	done    chan struct{}
@@ -43,7 +44,7 @@ func serverSettings(major, port int, sock string) string {
 	s := []string{
 		fmt.Sprintf("port = %d", port),
 		fmt.Sprintf("unix_socket_directories = '%s'", sock),
-		"listen_addresses = ''",
+		"listen_addresses = '127.0.0.1'",
 		"wal_level = replica",
 		"max_wal_senders = 10",
 		"max_replication_slots = 10",
@@ -59,15 +60,22 @@ func serverSettings(major, port int, sock string) string {
 	return "\n# written by holdfast bench\n" + strings.Join(s, "\n") + "\n"
 }
 
+// hbaConf trusts the Unix socket and the loopback address only; it is
+// rewritten at every start, so reused clusters get it too.
 const hbaConf = `# written by holdfast bench
 local all all trust
 local replication all trust
+host all all 127.0.0.1/32 trust
+host replication all 127.0.0.1/32 trust
 `
 
 // newCluster creates (initdb) a cluster in dir, or reuses an initialised
 // one found there (with -cluster-cache).
-func newCluster(ctx context.Context, major int, bin, dir string) (*cluster, bool, error) {
-	c := &cluster{major: major, bin: bin, dir: dir, data: filepath.Join(dir, "data"), logFile: filepath.Join(dir, "server.log")}
+func newCluster(ctx context.Context, major int, bin, dir, transport string) (*cluster, bool, error) {
+	c := &cluster{major: major, bin: bin, dir: dir, data: filepath.Join(dir, "data"), logFile: filepath.Join(dir, "server.log"), host: dir}
+	if transport == "tcp" {
+		c.host = "127.0.0.1"
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, false, err
 	}
@@ -84,12 +92,6 @@ func newCluster(ctx context.Context, major int, bin, dir string) (*cluster, bool
 		"--encoding=UTF8", "--locale=C", "--data-checksums"}
 	if out, err := asPostgres(ctx, dir, filepath.Join(bin, "initdb"), args...).CombinedOutput(); err != nil {
 		return nil, false, fmt.Errorf("initdb %d in %s: %v: %s", major, c.data, err, tail(out, 10))
-	}
-	if err := os.WriteFile(filepath.Join(c.data, "pg_hba.conf"), []byte(hbaConf), 0o600); err != nil {
-		return nil, false, err
-	}
-	if err := chownPostgres(filepath.Join(c.data, "pg_hba.conf"), false); err != nil {
-		return nil, false, err
 	}
 	return c, false, nil
 }
@@ -129,7 +131,14 @@ func (c *cluster) writeConf() error {
 		b = b[:i]
 	}
 	b = append(b, serverSettings(c.major, c.port, c.dir)...)
-	return os.WriteFile(p, b, 0o600)
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		return err
+	}
+	hba := filepath.Join(c.data, "pg_hba.conf")
+	if err := os.WriteFile(hba, []byte(hbaConf), 0o600); err != nil {
+		return err
+	}
+	return chownPostgres(hba, false)
 }
 
 func (c *cluster) startOnce(ctx context.Context) error {
@@ -210,9 +219,16 @@ func (c *cluster) stop() {
 	}
 }
 
-// socketConn is a keyword/value connection string over the Unix socket.
+// socketConn is a keyword/value connection string over the Unix socket,
+// for the harness's own SQL.
 func (c *cluster) socketConn(user string) string {
 	return fmt.Sprintf("host=%s port=%d user=%s dbname=postgres sslmode=disable", c.dir, c.port, user)
+}
+
+// backupConn is the connection string of the measured sides: over the
+// transport of -transport, the same for Holdfast and PostgreSQL's tools.
+func (c *cluster) backupConn(user string) string {
+	return fmt.Sprintf("host=%s port=%d user=%s dbname=postgres sslmode=disable", c.host, c.port, user)
 }
 
 // exec runs SQL as superuser postgres (simple protocol, several statements allowed).

@@ -40,6 +40,7 @@ type options struct {
 	src          string
 	perf         bool
 	perfFreq     int
+	transport    string
 }
 
 var allScenarios = []string{"full", "zstd", "verify", "restore", "incr", "mem"}
@@ -64,6 +65,7 @@ func main() {
 	flag.StringVar(&o.src, "src", "tree", "what to build: tree (the working tree as it is) or head (git archive HEAD, read-only)")
 	flag.BoolVar(&o.perf, "perf", false, "after timing, run each Holdfast side once more under perf record -g and save perf reports in bench/out/perf")
 	flag.IntVar(&o.perfFreq, "perf-freq", 999, "perf record sampling frequency (Hz)")
+	flag.StringVar(&o.transport, "transport", "tcp", "how every measured side reaches the server: tcp (127.0.0.1, as between hosts) or unix (the socket directory)")
 	flag.Parse()
 	if flag.NArg() != 0 {
 		fatalf("unexpected arguments %q", flag.Args())
@@ -99,6 +101,9 @@ func main() {
 			fatalf("-restore-compression: %q is not zstd or none", c)
 		}
 		o.restoreComps = append(o.restoreComps, c)
+	}
+	if o.transport != "tcp" && o.transport != "unix" {
+		fatalf("-transport: %q is not tcp or unix", o.transport)
 	}
 	if o.scale < 1 || o.pairs < 1 || o.warmup < 0 || o.memPairs < 1 || o.largeFactor < 1 {
 		fatalf("-scale, -pairs, -mem-pairs and -large must be positive, -warmup not negative")
@@ -154,7 +159,7 @@ func run(ctx context.Context, o options) int {
 		Command:  "go run ./bench " + strings.Join(os.Args[1:], " "),
 		Started:  time.Now().UTC().Format(time.RFC3339),
 		Machine:  machineInfo(),
-		Settings: map[string]any{"scale": o.scale, "pairs": o.pairs, "warmup": o.warmup, "mem_pairs": o.memPairs, "large_factor": o.largeFactor, "skip_large": o.skipLarge, "majors": o.majors, "restore_compression": o.restoreComps, "workdir": work, "src": o.src, "perf": o.perf},
+		Settings: map[string]any{"scale": o.scale, "pairs": o.pairs, "warmup": o.warmup, "mem_pairs": o.memPairs, "large_factor": o.largeFactor, "skip_large": o.skipLarge, "majors": o.majors, "restore_compression": o.restoreComps, "workdir": work, "src": o.src, "perf": o.perf, "transport": o.transport},
 	}
 	logf("work directory %s; machine: %s", work, machineLine(res.Machine))
 
@@ -276,7 +281,7 @@ func (e *env) cluster(ctx context.Context, major, scale int) (*cluster, error) {
 			return nil, err
 		}
 	}
-	c, reused, err := newCluster(ctx, major, e.serverBin(major), dir)
+	c, reused, err := newCluster(ctx, major, e.serverBin(major), dir, e.o.transport)
 	if err != nil {
 		return nil, err
 	}

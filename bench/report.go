@@ -230,6 +230,13 @@ func writeMarkdown(w io.Writer, r *results) {
 	fmt.Fprintf(w, "Started %s, finished %s  \n", r.Started, r.Finished)
 	fmt.Fprintf(w, "Machine: %v  \n", machineLine(r.Machine))
 	fmt.Fprintf(w, "Source: %v  \n", r.Source["describe"])
+	if t, ok := r.Settings["transport"].(string); ok {
+		where := "TCP to 127.0.0.1"
+		if t == "unix" {
+			where = "the server's Unix socket"
+		}
+		fmt.Fprintf(w, "Connections: every measured side reaches the server over %s  \n", where)
+	}
 	for _, d := range r.Data {
 		fmt.Fprintf(w, "Data: %s  \n", d)
 	}

@@ -153,7 +153,7 @@ func (e *env) scenarioVerify(ctx context.Context) *scenario {
 			sc.addRatio(fmt.Sprintf("CPU, verify vs pg_verifybackup 18 (%s)", comp), hfName, pgName, "cpu", 0)
 		}
 		pgbb := filepath.Join(dir, "pgbb")
-		if _, err := measure(ctx, exec.CommandContext(ctx, filepath.Join(e.toolsBin(18), "pg_basebackup"), "-h", c.dir, "-p", fmt.Sprint(c.port), "-U", "backup", "-D", pgbb, "-Ft", "-X", "stream", "-c", "fast", "--manifest-checksums=CRC32C")); err != nil {
+		if _, err := measure(ctx, exec.CommandContext(ctx, filepath.Join(e.toolsBin(18), "pg_basebackup"), "-h", c.host, "-p", fmt.Sprint(c.port), "-U", "backup", "-D", pgbb, "-Ft", "-X", "stream", "-c", "fast", "--manifest-checksums=CRC32C")); err != nil {
 			return err
 		}
 		refName := "pg_verifybackup 18 -F t -n (pg_basebackup's own backup)"

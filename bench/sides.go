@@ -34,7 +34,7 @@ func (e *env) hfConfig(name, repoDir string, c *cluster, compression string) (*h
 		return nil, err
 	}
 	y := fmt.Sprintf("repository: %q\ndisks:\n  - host: bench\n    disk: %q\n    postgres: %q\n    compression: %s\n    checksums: CRC32C\n",
-		repoDir, fmt.Sprintf("pg%d", c.major), c.socketConn("backup"), compression)
+		repoDir, fmt.Sprintf("pg%d", c.major), c.backupConn("backup"), compression)
 	if err := os.WriteFile(filepath.Join(dir, name+".yaml"), []byte(y), 0o644); err != nil {
 		return nil, err
 	}
@@ -148,7 +148,7 @@ func (e *env) pgbbSide(name string, c *cluster, major int, out string, extra ...
 		if err := removeAll(out); err != nil {
 			return sample{}, err
 		}
-		args := append([]string{"-h", c.dir, "-p", strconv.Itoa(c.port), "-U", "backup", "-D", out,
+		args := append([]string{"-h", c.host, "-p", strconv.Itoa(c.port), "-U", "backup", "-D", out,
 			"-Ft", "-X", "stream", "-c", "fast", "--manifest-checksums=CRC32C"}, extra...)
 		s, err := serverTimed(c, func() (sample, error) {
 			return measure(ctx, exec.CommandContext(ctx, filepath.Join(e.toolsBin(major), "pg_basebackup"), args...))
@@ -184,7 +184,7 @@ func blackholeSide(name string, c *cluster) side {
 			syscall.Sync()
 			s := sample{Load1: load1(), InProc: true}
 			t0 := time.Now()
-			conn, err := pgrepl.Connect(ctx, c.socketConn("backup"))
+			conn, err := pgrepl.Connect(ctx, c.backupConn("backup"))
 			if err != nil {
 				return s, err
 			}
