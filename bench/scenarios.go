@@ -60,7 +60,7 @@ func (e *env) scenarioFull(ctx context.Context, major int) *scenario {
 			e.pgbbSide(pgName, c, major, filepath.Join(dir, "pgbb")),
 			blackholeSide(bhName, c),
 		}
-		sc.note("Same cluster, same Unix socket, role backup. Holdfast: compression none, CRC32C manifest checksums, WAL streamed on a second connection, fast checkpoint, server page-checksum verification on, PROGRESS on. pg_basebackup: -Ft -X stream -c fast --manifest-checksums=CRC32C (no -P, so no PROGRESS).")
+		sc.note("Same cluster, same transport (see Connections above), role backup. Holdfast: compression none, CRC32C manifest checksums, WAL streamed on a second connection, fast checkpoint, server page-checksum verification on, PROGRESS on. pg_basebackup: -Ft -X stream -c fast --manifest-checksums=CRC32C (no -P, so no PROGRESS).")
 		sc.note("Ceiling: the same BASE_BACKUP options as Holdfast (PROGRESS, fast checkpoint, MANIFEST 'yes', CRC32C) with TARGET 'blackhole', timed in process (connect to close); it streams no WAL and writes nothing.")
 		sc.note(fsyncNote)
 		if err := runRounds(ctx, sc, sides, e.o.warmup, e.o.pairs, nil); err != nil {
@@ -97,7 +97,7 @@ func (e *env) scenarioZstd(ctx context.Context, major int) *scenario {
 			e.pgbbSide(cliName, c, major, filepath.Join(dir, "pgbb-client"), "--compress=client-zstd"),
 			e.pgbbSide(srvName, c, major, filepath.Join(dir, "pgbb-server"), "--compress=server-zstd"),
 		}
-		sc.note("Each side at its default zstd level: Holdfast level 1 (klauspost/compress SpeedFastest), independent 4 MiB frames compressed on GOMAXPROCS goroutines, WAL archive compressed too; pg_basebackup level 3 (libzstd), client-zstd on one thread (no workers= given), server-zstd in the walsender, and pg_wal.tar left uncompressed by both. pg_basebackup options otherwise as in scenario 1. Compare the base archives in the file lists below as well as the totals.")
+		sc.note("Each side at its default zstd level: Holdfast level 1 (libzstd, as the scripts build it), independent 4 MiB frames compressed on GOMAXPROCS goroutines, WAL archive compressed too; pg_basebackup level 3 (libzstd), client-zstd on one thread (no workers= given), server-zstd in the walsender, and pg_wal.tar left uncompressed by both. pg_basebackup options otherwise as in scenario 1. Compare the base archives in the file lists below as well as the totals.")
 		sc.note(fsyncNote)
 		if err := runRounds(ctx, sc, sides, e.o.warmup, e.o.pairs, nil); err != nil {
 			return err

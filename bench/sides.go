@@ -25,7 +25,7 @@ type hfConfig struct {
 }
 
 // hfConfig writes <work>/etc/<name>.yaml: one disk, the cluster over its
-// Unix socket as role backup, the given compression, CRC32C checksums
+// -transport connection as role backup, the given compression, CRC32C checksums
 // (pg_basebackup's default), everything else Holdfast's defaults (WAL
 // streamed, fast checkpoint, page checksums verified by the server).
 func (e *env) hfConfig(name, repoDir string, c *cluster, compression string) (*hfConfig, error) {
