@@ -53,7 +53,7 @@ fi
 # (allocation counts); they run here, in a build without it.
 echo "test: go test -count=1 -run NoRace ./internal/archive"
 go test -count=1 -run NoRace ./internal/archive >>"$log2" 2>&1 || rc2=$?
-# The archive package once more with the pure-Go zstd encoder (a plain go build).
+# The archive package once more with the pure-Go zstd encoder and decoder (a plain go build).
 echo "test: go test -count=1 ./internal/archive (pure-Go zstd, GOFLAGS=$base_goflags)"
 GOFLAGS=$base_goflags go test -count=1 ./internal/archive >>"$log2" 2>&1 || rc2=$?
 # CRC-32C without the AVX-512 fold (what CPUs without it run).

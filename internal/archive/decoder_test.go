@@ -2,6 +2,7 @@ package archive
 
 import (
 	"bytes"
+	"errors"
 	"testing"
 )
 
@@ -69,4 +70,28 @@ func FuzzDecodeFrame(f *testing.F) {
 			}
 		}
 	})
+}
+
+// decodeIndexed holds a frame to its size in the index, reports a wrong
+// one as corruption, and gives the buffer back with its capacity (pooled
+// buffers must not shrink to the size of a small frame).
+func TestDecodeIndexed(t *testing.T) {
+	raw := bytes.Repeat([]byte("wal record "), 1000)
+	frame := newFrameEncoder(DefaultLevel, DefaultFrameSize).encodeFrame(nil, raw)
+	buf := make([]byte, 0, 4*len(raw))
+	f := &Frame{RawSize: int64(len(raw)), StoredSize: int64(len(frame))}
+	out, err := decodeIndexed(buf, frame, 3, f, true)
+	if err != nil || !bytes.Equal(out, raw) || cap(out) != cap(buf) {
+		t.Fatalf("%d bytes (capacity %d of %d), %v; want the frame in the whole buffer", len(out), cap(out), cap(buf), err)
+	}
+	for _, size := range []int64{int64(len(raw)) - 1, int64(len(raw)) + 1} {
+		f.RawSize = size
+		if _, err := decodeIndexed(buf, frame, 3, f, true); !errors.Is(err, ErrCorrupt) {
+			t.Errorf("index says %d bytes for a frame of %d: %v, want ErrCorrupt", size, len(raw), err)
+		}
+	}
+	f.RawSize = int64(len(raw))
+	if out, err := decodeIndexed(buf, frame[:len(frame)-5], 3, f, true); !errors.Is(err, ErrCorrupt) || cap(out) != cap(buf) {
+		t.Errorf("truncated frame: %v (capacity %d); want ErrCorrupt and the buffer back", err, cap(out))
+	}
 }

@@ -110,16 +110,14 @@ func (d *parallelDecoder) fail(err error) {
 
 func (d *parallelDecoder) work() {
 	for j := range d.jobs {
-		out, derr := decodeFrame(getBuf(int(j.f.RawSize))[:0], j.src, true)
+		out, err := decodeIndexed(getBuf(int(j.f.RawSize)), j.src, j.i, &j.f, true)
 		putBuf(j.src)
-		switch {
-		case derr != nil:
-			j.reply <- decoded{err: corruptf("frame %d: %v", j.i, derr)}
-		case int64(len(out)) != j.f.RawSize:
-			j.reply <- decoded{err: corruptf("frame %d decodes to %d bytes, index says %d", j.i, len(out), j.f.RawSize)}
-		default:
-			j.reply <- decoded{buf: out}
+		if err != nil {
+			putBuf(out)
+			j.reply <- decoded{err: err}
+			continue
 		}
+		j.reply <- decoded{buf: out}
 	}
 }
 

@@ -183,12 +183,9 @@ func (r *Reader) loadFrame(i int, dst []byte) ([]byte, error) {
 	if err := r.readStored(src, f.StoredOffset); err != nil {
 		return nil, err
 	}
-	out, err := decodeFrame(dst[:0:f.RawSize], src, true)
+	out, err := decodeIndexed(dst, src, i, f, true)
 	if err != nil {
-		return nil, corruptf("frame %d (stored bytes %d..%d): %v", i, f.StoredOffset, f.StoredOffset+f.StoredSize, err)
-	}
-	if int64(len(out)) != f.RawSize {
-		return nil, corruptf("frame %d decodes to %d bytes, index says %d", i, len(out), f.RawSize)
+		return nil, err
 	}
 	return out, nil
 }

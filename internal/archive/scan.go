@@ -339,15 +339,12 @@ func (s *scanner) frame(r *scanned, checksums bool, own []byte) error {
 	if dst == nil {
 		dst = getBuf(int(f.RawSize))
 	}
-	out, err := decodeFrame(dst[:0:min(cap(dst), int(f.RawSize))], r.stored, checksums)
+	out, err := decodeIndexed(dst, r.stored, r.i, f, checksums)
 	if own == nil {
-		r.raw = out
+		r.raw = out // released to the pool whatever happened
 	}
 	if err != nil {
-		return corruptf("frame %d (stored bytes %d..%d): %v", r.i, f.StoredOffset, f.StoredOffset+f.StoredSize, err)
-	}
-	if int64(len(out)) != f.RawSize {
-		return corruptf("frame %d decodes to %d bytes, index says %d", r.i, len(out), f.RawSize)
+		return err
 	}
 	return s.window(r, p, f, out, 0, &windowCursor{})
 }
