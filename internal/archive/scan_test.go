@@ -293,3 +293,37 @@ func TestStoppedPipelinesLeaveNoGoroutines(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestScanReusesBuffersNoRace checks that a second scan decodes into the
+// buffers the first gave back (verify scans the base archive, then the
+// WAL archive): it allocates far less than one frame per worker. Like
+// TestWriterMemoryNoRace it needs a build without -race.
+func TestScanReusesBuffersNoRace(t *testing.T) {
+	if raceEnabled {
+		t.Skip("needs a build without -race (scripts/test.sh runs it so)")
+	}
+	rng := rand.New(rand.NewPCG(9, 9))
+	tb := buildTar(t, randomEntries(rng, 1<<20))
+	const frame = 1 << 20
+	res, stored := store(t, tb, archive.Options{Compression: archive.Zstd, FrameSize: frame, Hash: crc32c})
+	idx, err := archive.ParseIndex(res.Index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(idx.Frames) < 4 {
+		t.Fatalf("test archive has %d frames, want at least 4", len(idx.Frames))
+	}
+	scan := func() uint64 {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		if _, err := scanAll(stored, idx, archive.ScanOptions{CRC32C: crcBE, Workers: 2}); err != nil {
+			t.Fatal(err)
+		}
+		runtime.ReadMemStats(&after)
+		return after.TotalAlloc - before.TotalAlloc
+	}
+	scan()
+	if got := scan(); got >= frame {
+		t.Fatalf("a second scan of %d frames of %d KiB on 2 workers allocated %d KiB", len(idx.Frames), frame>>10, got>>10)
+	}
+}
