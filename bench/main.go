@@ -49,8 +49,8 @@ func main() {
 	var o options
 	var only, majors, comps string
 	flag.IntVar(&o.scale, "scale", 70, "pgbench scale of the data (70 ≈ 1 GB)")
-	flag.IntVar(&o.largeFactor, "large", 4, "memory scenario: the large cluster is this many times -scale")
-	flag.BoolVar(&o.skipLarge, "skip-large", false, "memory scenario: skip the large cluster (quick runs)")
+	flag.IntVar(&o.largeFactor, "large", 4, "memory and verify scenarios: the large cluster is this many times -scale")
+	flag.BoolVar(&o.skipLarge, "skip-large", false, "memory and verify scenarios: skip the large cluster (quick runs)")
 	flag.IntVar(&o.pairs, "pairs", 5, "measured rounds per scenario (each side once per round, order alternating)")
 	flag.IntVar(&o.warmup, "warmup", 1, "warm-up rounds per scenario, not counted")
 	flag.IntVar(&o.memPairs, "mem-pairs", 3, "measured rounds of the memory scenario")
@@ -189,7 +189,7 @@ func run(ctx context.Context, o options) int {
 			}
 			return out
 		}},
-		{"verify", func(ctx context.Context) []*scenario { return []*scenario{e.scenarioVerify(ctx)} }},
+		{"verify", func(ctx context.Context) []*scenario { return e.scenarioVerify(ctx) }},
 		{"restore", func(ctx context.Context) []*scenario { return e.scenarioRestore(ctx) }},
 		{"incr", func(ctx context.Context) []*scenario { return []*scenario{e.scenarioIncr(ctx)} }},
 		{"mem", func(ctx context.Context) []*scenario { return []*scenario{e.scenarioMem(ctx)} }},

@@ -125,16 +125,30 @@ func (e *env) takeBackup(ctx context.Context, cfg *hfConfig, level string) (hfBa
 }
 
 // 3. Verify.
-func (e *env) scenarioVerify(ctx context.Context) *scenario {
-	sc, dir := e.begin("3-pg18", "verify a full backup, PostgreSQL 18")
+func (e *env) scenarioVerify(ctx context.Context) []*scenario {
+	out := []*scenario{e.verifyAt(ctx, "3-pg18", "verify a full backup, PostgreSQL 18", e.o.scale, true)}
+	if !e.o.skipLarge {
+		large := e.o.scale * e.o.largeFactor
+		out = append(out, e.verifyAt(ctx, "3-pg18-large", fmt.Sprintf("verify a full backup at scale %d (%d×), PostgreSQL 18", large, e.o.largeFactor), large, false))
+	}
+	return out
+}
+
+// verifyAt compares holdfast verify with pg_verifybackup on backups of the
+// cluster of the given scale. At the default size the fixed costs of a
+// run (process start, the first frames) are a good part of the time; the
+// large size shows the rate. reference adds pg_verifybackup on
+// pg_basebackup's own backup.
+func (e *env) verifyAt(ctx context.Context, id, title string, scale int, reference bool) *scenario {
+	sc, dir := e.begin(id, title)
 	return e.end(sc, dir, func() error {
-		c, err := e.cluster(ctx, 18, e.o.scale)
+		c, err := e.cluster(ctx, 18, scale)
 		if err != nil {
 			return err
 		}
 		var sides []side
 		for _, comp := range []string{"zstd", "none"} {
-			cfg, err := e.hfConfig("verify-"+comp, filepath.Join(dir, "repo-"+comp), c, comp)
+			cfg, err := e.hfConfig(fmt.Sprintf("verify-%s-%d", comp, scale), filepath.Join(dir, "repo-"+comp), c, comp)
 			if err != nil {
 				return err
 			}
@@ -152,14 +166,18 @@ func (e *env) scenarioVerify(ctx context.Context) *scenario {
 			sc.addRatio(fmt.Sprintf("verify vs pg_verifybackup 18 (%s)", comp), hfName, pgName, "wall", 0.6)
 			sc.addRatio(fmt.Sprintf("CPU, verify vs pg_verifybackup 18 (%s)", comp), hfName, pgName, "cpu", 0)
 		}
-		pgbb := filepath.Join(dir, "pgbb")
-		if _, err := measure(ctx, exec.CommandContext(ctx, filepath.Join(e.toolsBin(18), "pg_basebackup"), "-h", c.host, "-p", fmt.Sprint(c.port), "-U", "backup", "-D", pgbb, "-Ft", "-X", "stream", "-c", "fast", "--manifest-checksums=CRC32C")); err != nil {
-			return err
+		note := "One backup each, taken before the rounds: Holdfast zstd, Holdfast uncompressed"
+		if reference {
+			pgbb := filepath.Join(dir, "pgbb")
+			if _, err := measure(ctx, exec.CommandContext(ctx, filepath.Join(e.toolsBin(18), "pg_basebackup"), "-h", c.host, "-p", fmt.Sprint(c.port), "-U", "backup", "-D", pgbb, "-Ft", "-X", "stream", "-c", "fast", "--manifest-checksums=CRC32C")); err != nil {
+				return err
+			}
+			refName := "pg_verifybackup 18 -F t -n (pg_basebackup's own backup)"
+			sides = append(sides, e.pgVerifySide(refName, pgbb))
+			sc.addRatio("pg_verifybackup: Holdfast's uncompressed backup vs pg_basebackup's", "pg_verifybackup 18 -F t -n (same none backup)", refName, "wall", 0)
+			note += ", pg_basebackup -Ft -X stream (uncompressed)"
 		}
-		refName := "pg_verifybackup 18 -F t -n (pg_basebackup's own backup)"
-		sides = append(sides, e.pgVerifySide(refName, pgbb))
-		sc.addRatio("pg_verifybackup: Holdfast's uncompressed backup vs pg_basebackup's", "pg_verifybackup 18 -F t -n (same none backup)", refName, "wall", 0)
-		sc.note("One backup each, taken before the rounds: Holdfast zstd, Holdfast uncompressed, pg_basebackup -Ft -X stream (uncompressed). pg_verifybackup reads Holdfast's backups through a directory of hard links without backup.json and *.idx (made once, untimed). -n: pg_verifybackup does not parse the WAL; Holdfast checks pg_wal.tar only against its stored digest. Bytes = the backup's size.")
+		sc.note("%s. pg_verifybackup reads Holdfast's backups through a directory of hard links without backup.json and *.idx (made once, untimed). -n: pg_verifybackup does not parse the WAL; Holdfast checks pg_wal.tar only against its stored digest. Bytes = the backup's size.", note)
 		if err := runRounds(ctx, sc, sides, e.o.warmup, e.o.pairs, nil); err != nil {
 			return err
 		}
