@@ -52,6 +52,15 @@ func TestUpdateMatchesHashCRC32(t *testing.T) {
 }
 
 // Inputs made to stress the fold: all zeros, all ones, single bits.
+// Update allocates nothing: the folded remainder stays on the stack (it
+// used to escape through hash/crc32, one allocation per call).
+func TestUpdateAllocates(t *testing.T) {
+	p := make([]byte, foldMax+foldMin)
+	if n := testing.AllocsPerRun(20, func() { Update(1, p) }); n != 0 {
+		t.Fatalf("Update of %d bytes made %v allocations, want 0", len(p), n)
+	}
+}
+
 func TestUpdatePatterns(t *testing.T) {
 	for _, n := range []int{foldMin, 3 * foldMin, 1 << 15} {
 		zeros, ones := make([]byte, n), bytes.Repeat([]byte{0xFF}, n)

@@ -54,3 +54,20 @@ done:
 	VMOVDQU64 Z3, 192(DI)
 	VZEROUPPER
 	RET
+
+// func crcTail(r uint32, p *[256]byte) uint32
+//
+// The CRC register r carried over p with the CRC32 instruction (no
+// inversions): what is left of a fold.
+TEXT ·crcTail(SB), NOSPLIT, $0-20
+	MOVL r+0(FP), AX
+	MOVQ p+8(FP), SI
+	MOVQ $32, CX
+
+tail:
+	CRC32Q (SI), AX
+	ADDQ   $8, SI
+	DECQ   CX
+	JNZ    tail
+	MOVL   AX, ret+16(FP)
+	RET
