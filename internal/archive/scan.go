@@ -356,9 +356,9 @@ func (s *scanner) frame(r *scanned, checksums bool, w *workerBufs) error {
 		if w != nil && s.opt.ReadPieces {
 			// Read into the worker's buffer, in pieces of its size.
 			if w.raw == nil {
-				w.raw = make([]byte, 0, min(scanChunk, s.idx.FrameSize))
+				w.raw = w.get(scanChunk)
 			}
-			own := w.raw
+			own := w.raw[:0:min(scanChunk, s.idx.FrameSize)]
 			var cur windowCursor
 			for lo := 0; lo < int(f.RawSize); lo += cap(own) {
 				b := own[:min(cap(own), int(f.RawSize)-lo)]
