@@ -49,6 +49,7 @@ type Writer struct {
 	// so only taking from free ever blocks.
 	free      chan *frame // frames ready for reuse
 	allocated int         // frames made so far, ≤ cap(free)
+	filled    bool        // a frame was ended because it was full
 	work      chan *frame // to the compressors
 	order     chan *frame // to the output goroutine, in stream order
 	wg        sync.WaitGroup
@@ -261,6 +262,7 @@ func (w *Writer) dataCut() error {
 func (w *Writer) boundary(seg int64) error {
 	if n := int64(len(w.frame.raw)); n > 0 && n+seg > int64(w.cfg.FrameSize) {
 		w.submit()
+		w.filled = true
 		return w.newFrame()
 	}
 	return nil
@@ -269,7 +271,8 @@ func (w *Writer) boundary(seg int64) error {
 // append adds tar bytes to the current frame. Buffers start small and grow
 // to at most FrameSize, so a small archive does not cost full frames; they
 // grow eightfold (64 KiB, 512 KiB, 4 MiB) because every growth copies the
-// frame and faults in fresh memory, which short backups felt.
+// frame and faults in fresh memory, which short backups felt. Once a frame
+// has filled, newFrame gives the next ones their full size at once.
 func (w *Writer) append(p []byte) {
 	f := w.frame
 	if need := len(f.raw) + len(p); need > cap(f.raw) {
@@ -298,6 +301,12 @@ func (w *Writer) newFrame() error {
 	if err := w.outputErr(); err != nil {
 		w.free <- f
 		return err
+	}
+	if w.filled && cap(f.raw) < w.cfg.FrameSize {
+		// The archive fills frames: growing this one 64 KiB -> 512 KiB ->
+		// FrameSize would copy it twice and fault in 576 KiB of 4 KiB
+		// pages (not huge ones) that are then thrown away.
+		f.raw = bigBuffer(0, w.cfg.FrameSize)
 	}
 	f.raw, f.out, f.spans = f.raw[:0], f.out[:0], f.spans[:0]
 	w.frame = f
