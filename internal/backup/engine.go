@@ -1,7 +1,6 @@
 package backup
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -38,9 +37,6 @@ var (
 // maxManifest bounds the manifest kept in memory for the ingest check. A
 // manifest costs about 200 bytes per file; this allows ten million files.
 const maxManifest = 2 << 30
-
-// uploadBuffer is the write buffer in front of each upload.
-const uploadBuffer = 1 << 20
 
 // walFrameSize is the frame size of pg_wal.tar.
 const walFrameSize = 1 << 20
@@ -334,7 +330,6 @@ type openArchive struct {
 	location string
 	object   string
 	up       blob.Upload
-	buf      *bufio.Writer
 	w        *archive.Writer
 }
 
@@ -365,7 +360,6 @@ func (r *run) openArchive(sent, location string) (*openArchive, error) {
 		return nil, err
 	}
 	r.track(up)
-	buf := bufio.NewWriterSize(up, uploadBuffer)
 	comp := archive.Zstd
 	if r.t.objectSuffix() == ".tar" {
 		comp = archive.None
@@ -380,8 +374,10 @@ func (r *run) openArchive(sent, location string) (*openArchive, error) {
 		opts.Hash, opts.Concurrency, opts.FrameSize = nil, 1, walFrameSize
 	}
 	a := &openArchive{
-		name: name, oid: oid, location: location, object: object, up: up, buf: buf,
-		w: archive.NewWriter(buf, opts),
+		name: name, oid: oid, location: location, object: object, up: up,
+		// The Writer writes whole frames; the upload buffers what it
+		// needs to (a local file's write buffer, an S3 part).
+		w: archive.NewWriter(up, opts),
 	}
 	a.in = a.w
 	if name == "base.tar" {
@@ -408,9 +404,6 @@ func (r *run) closeArchive(a *openArchive) error {
 	}
 	if err != nil {
 		return fmt.Errorf("archive %s: %w", a.name, err)
-	}
-	if err := a.buf.Flush(); err != nil {
-		return fmt.Errorf("write %s: %w", a.object, err)
 	}
 	if err := a.up.Commit(r.ctx); err != nil {
 		return fmt.Errorf("write %s: %w", a.object, err)
