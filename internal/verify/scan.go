@@ -22,7 +22,7 @@ import (
 // walk checks: the digest of the stored object, every frame, every tar
 // header (against the index, itself checked against backup.json), and
 // every file against the manifest.
-func (v *verifier) scanArchive(ctx context.Context, a repo.Archive, idx *archive.Index, prefix string, want map[string]*manifest.File, seen map[string]bool) bool {
+func (v *verifier) scanArchive(ctx context.Context, a repo.Archive, idx *archive.Index, prefix string, seen map[string]bool) bool {
 	ra, err := blob.OpenReaderAt(ctx, v.r.Store(), v.e.Dir+a.Object)
 	if err != nil {
 		v.add(a.Object, "%v", err)
@@ -49,8 +49,10 @@ func (v *verifier) scanArchive(ctx context.Context, a repo.Archive, idx *archive
 	}
 	alg, algErr := manifest.CanonicalAlgorithm(v.e.ChecksumAlgorithm)
 	switch {
-	case want == nil || algErr != nil || alg == manifest.AlgNone:
-		// Nothing to compare checksums with: sizes and names only.
+	case algErr != nil || alg == manifest.AlgNone:
+		// Nothing to compare checksums with: sizes and names only. (The
+		// manifest may still be loading: files are digested whether or
+		// not it turns out readable.)
 	case alg == manifest.AlgCRC32C:
 		opt.CRC32C = manifest.CRC32CSum
 	default:
@@ -79,7 +81,7 @@ func (v *verifier) scanArchive(ctx context.Context, a repo.Archive, idx *archive
 					return nil
 				}
 				return sum
-			}, want, seen)
+			}, seen)
 		}
 		return nil
 	})
@@ -88,7 +90,7 @@ func (v *verifier) scanArchive(ctx context.Context, a repo.Archive, idx *archive
 		return false
 	}
 	if label != nil {
-		if !v.readLabel(a, ra, idx, label, want, seen) {
+		if !v.readLabel(a, ra, idx, label, seen) {
 			return false
 		}
 	}
@@ -133,7 +135,7 @@ func (v *verifier) checkStored(a repo.Archive, d *storedDigest) {
 }
 
 // readLabel reads backup_label, which the chain check needs whole.
-func (v *verifier) readLabel(a repo.Archive, ra io.ReaderAt, idx *archive.Index, m *archive.Member, want map[string]*manifest.File, seen map[string]bool) bool {
+func (v *verifier) readLabel(a repo.Archive, ra io.ReaderAt, idx *archive.Index, m *archive.Member, seen map[string]bool) bool {
 	r, err := archive.NewReader(ra, a.StoredSize, idx)
 	if err == nil {
 		v.label, err = io.ReadAll(io.LimitReader(r.Open(*m), 64<<10))
@@ -142,6 +144,6 @@ func (v *verifier) readLabel(a repo.Archive, ra io.ReaderAt, idx *archive.Index,
 		v.add(a.Object, "read backup_label: %v", err)
 		return false
 	}
-	v.compare("backup_label", a.Name, m.Size, dataDigest(v.label), want, seen)
+	v.compare("backup_label", a.Name, m.Size, dataDigest(v.label), seen)
 	return true
 }

@@ -51,6 +51,14 @@ type verifier struct {
 	e        repo.Entry
 	problems []Problem
 	label    []byte
+
+	// The manifest, loaded by loadManifest; read them only after mfDone
+	// is closed (files waits for it).
+	mfDone     chan struct{}
+	mf         *manifest.Manifest
+	mfWant     map[string]*manifest.File
+	mfErr      error
+	mfReported bool
 }
 
 func (v *verifier) add(object, format string, a ...any) {
@@ -58,33 +66,26 @@ func (v *verifier) add(object, format string, a ...any) {
 }
 
 func (v *verifier) run(ctx context.Context, catalog []repo.Entry) {
-	var m *manifest.Manifest
-	mb, err := v.r.ReadManifest(ctx, v.e)
-	if err != nil {
-		v.add("backup_manifest", "%v", err)
-	} else if m, err = manifest.Parse(mb); err != nil {
-		v.add("backup_manifest", "%v", err)
-		m = nil
-	}
-	var want map[string]*manifest.File
-	if m != nil {
-		want = make(map[string]*manifest.File, len(m.Files))
-		for i := range m.Files {
-			want[m.Files[i].Path] = &m.Files[i]
-		}
-	}
+	// The manifest is read and parsed while the first archive's index is
+	// read and its first frames decoded; files waits for it where a file is
+	// first compared.
+	v.mfDone = make(chan struct{})
+	go v.loadManifest(ctx)
 	seen := map[string]bool{}
 	failed := map[string]bool{} // path prefixes whose archive could not be read whole
 	for _, a := range v.e.Archives {
 		if err := ctx.Err(); err != nil {
+			v.files()
 			v.add("", "cancelled: %v", err)
 			return
 		}
 		prefix := a.ManifestPrefix()
-		if !v.archive(ctx, a, prefix, want, seen) {
+		if !v.archive(ctx, a, prefix, seen) {
 			failed[prefix] = true
 		}
 	}
+	want := v.files()
+	m := v.mf
 	if want != nil {
 		for _, f := range m.Files {
 			if seen[f.Path] || failed[pathPrefix(f.Path)] {
@@ -99,6 +100,40 @@ func (v *verifier) run(ctx context.Context, catalog []repo.Entry) {
 	v.checkChain(catalog, m)
 }
 
+// loadManifest reads and parses the backup's manifest and closes mfDone.
+// It runs on its own goroutine and touches nothing but the mf fields.
+func (v *verifier) loadManifest(ctx context.Context) {
+	defer close(v.mfDone)
+	mb, err := v.r.ReadManifest(ctx, v.e)
+	if err != nil {
+		v.mfErr = err
+		return
+	}
+	m, err := manifest.Parse(mb)
+	if err != nil {
+		v.mfErr = err
+		return
+	}
+	want := make(map[string]*manifest.File, len(m.Files))
+	for i := range m.Files {
+		want[m.Files[i].Path] = &m.Files[i]
+	}
+	v.mf, v.mfWant = m, want
+}
+
+// files waits for the manifest and returns its files by path, nil if it
+// could not be read or parsed. The first call reports that problem, first
+// in the list, where it stood when the manifest was read up front.
+func (v *verifier) files() map[string]*manifest.File {
+	<-v.mfDone
+	if v.mfErr != nil && !v.mfReported {
+		v.mfReported = true
+		p := Problem{BackupID: v.e.ID, Object: "backup_manifest", Msg: v.mfErr.Error()}
+		v.problems = append([]Problem{p}, v.problems...)
+	}
+	return v.mfWant
+}
+
 // pathPrefix is the manifest path prefix of the archive a file lives in.
 func pathPrefix(p string) string {
 	if rest, ok := strings.CutPrefix(p, "pg_tblspc/"); ok {
@@ -111,7 +146,7 @@ func pathPrefix(p string) string {
 
 // archive checks one stored archive; it reports false if the archive could
 // not be read to its end.
-func (v *verifier) archive(ctx context.Context, a repo.Archive, prefix string, want map[string]*manifest.File, seen map[string]bool) bool {
+func (v *verifier) archive(ctx context.Context, a repo.Archive, prefix string, seen map[string]bool) bool {
 	dir := v.e.Dir
 	ok := true
 	// Only an index that matches backup.json (size, SHA-256) is used.
@@ -130,7 +165,7 @@ func (v *verifier) archive(ctx context.Context, a repo.Archive, prefix string, w
 	// An archive whose index is good is checked frame by frame on all
 	// cores; without one, the archive is read once, in order.
 	if idx != nil && idx.StoredSize == a.StoredSize {
-		return v.scanArchive(ctx, a, idx, prefix, want, seen)
+		return v.scanArchive(ctx, a, idx, prefix, seen)
 	}
 	rc, err := v.r.Store().Open(ctx, dir+a.Object)
 	if err != nil {
@@ -168,11 +203,11 @@ func (v *verifier) archive(ctx context.Context, a repo.Archive, prefix string, w
 				ok = false
 				break
 			}
-			v.compare(p, a.Name, hd.Size, dataDigest(v.label), want, seen)
+			v.compare(p, a.Name, hd.Size, dataDigest(v.label), seen)
 			continue
 		}
 		var h hash.Hash
-		if f := want[p]; f != nil && f.Algorithm != "" {
+		if f := v.files()[p]; f != nil && f.Algorithm != "" {
 			h, _ = manifest.NewHash(f.Algorithm)
 		}
 		if h == nil {
@@ -194,7 +229,7 @@ func (v *verifier) archive(ctx context.Context, a repo.Archive, prefix string, w
 		if walSegmentPath(p) {
 			continue
 		}
-		v.compare(p, a.Name, hd.Size, hashDigest(h), want, seen)
+		v.compare(p, a.Name, hd.Size, hashDigest(h), seen)
 	}
 	if ok {
 		// Drain what follows the tar trailer so the digest covers the object.
@@ -223,7 +258,8 @@ func walSegmentPath(p string) bool {
 // compare checks one file against its manifest entry. digest returns the
 // file's checksum in an algorithm, or nil when it was not computed in that
 // one.
-func (v *verifier) compare(p, arch string, size int64, digest func(alg string) []byte, want map[string]*manifest.File, seen map[string]bool) {
+func (v *verifier) compare(p, arch string, size int64, digest func(alg string) []byte, seen map[string]bool) {
+	want := v.files()
 	if want == nil {
 		return
 	}
