@@ -154,11 +154,11 @@ func TestSignStepByStep(t *testing.T) {
 
 func TestURIEncode(t *testing.T) {
 	for in, want := range map[string]string{
-		"":                  "",
-		"abc-._~XYZ019":     "abc-._~XYZ019",
-		"a/b c":             "a/b%20c",
+		"":                 "",
+		"abc-._~XYZ019":    "abc-._~XYZ019",
+		"a/b c":            "a/b%20c",
 		"+%?#&=;:@,$!*'()": "%2B%25%3F%23%26%3D%3B%3A%40%2C%24%21%2A%27%28%29",
-		"üñ\x01\x7f\xff":    "%C3%BC%C3%B1%01%7F%FF",
+		"üñ\x01\x7f\xff":   "%C3%BC%C3%B1%01%7F%FF",
 	} {
 		if got := uriEncode(in, true); got != want {
 			t.Errorf("uriEncode(%q, true) = %q, want %q", in, got, want)
