@@ -10,14 +10,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
-
-	"github.com/minio/minio-go/v7"
-	"github.com/minio/minio-go/v7/pkg/credentials"
 
 	"github.com/holdfast-backup/holdfast/internal/blob"
 )
@@ -79,9 +78,10 @@ type Options struct {
 
 // Store is a blob.Store in an S3 bucket.
 type Store struct {
-	client *minio.Client // retries what minio deems safe: see doc.go
-	once   *minio.Client // no retries: conditional writes
-	core   minio.Core
+	http   *http.Client
+	signer signer
+	scheme string // http or https
+	host   string // host[:port], the default port left out
 	bucket string
 	prefix string // "" or ends in "/"
 	part   int64
@@ -97,8 +97,8 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	if o.Bucket == "" {
-		return nil, errors.New("s3: no bucket configured")
+	if err := checkBucket(o.Bucket); err != nil {
+		return nil, err
 	}
 	prefix := strings.Trim(o.Prefix, "/")
 	if prefix != "" {
@@ -114,55 +114,86 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	if part < MinPartSize || part > MaxPartSize {
 		return nil, fmt.Errorf("s3: part size %d: must be between %d (5 MiB) and %d (5 GiB)", part, MinPartSize, MaxPartSize)
 	}
+	region := o.Region
+	if region == "" {
+		region = DefaultRegion
+	}
 	tr := o.Transport
 	if tr == nil {
-		tr, err = minio.DefaultTransport(secure)
-		if err != nil {
-			return nil, fmt.Errorf("s3: %w", err)
-		}
+		tr = defaultTransport()
 	}
-	mo := func(retries int) *minio.Options {
-		return &minio.Options{
-			Creds:      credentials.NewStaticV4(o.AccessKey, o.SecretKey.Reveal(), ""),
-			Secure:     secure,
-			Region:     o.Region,
-			Transport:  tr,
-			MaxRetries: retries,
-		}
+	scheme := "http"
+	if secure {
+		scheme = "https"
 	}
-	s := &Store{bucket: o.Bucket, prefix: prefix, part: part, where: fmt.Sprintf("bucket %s at %s", o.Bucket, host)}
-	if s.client, err = minio.New(host, mo(0)); err != nil {
-		return nil, fmt.Errorf("s3: %s: %w", s.where, err)
+	s := &Store{
+		// Redirects are answers, not directions: a request signed for
+		// this host is not sent to another.
+		http: &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		}},
+		signer: signer{accessKey: o.AccessKey, secretKey: o.SecretKey, region: region},
+		scheme: scheme, host: host,
+		bucket: o.Bucket, prefix: prefix, part: part,
+		where: fmt.Sprintf("bucket %s at %s", o.Bucket, host),
 	}
-	if s.once, err = minio.New(host, mo(1)); err != nil {
-		return nil, fmt.Errorf("s3: %s: %w", s.where, err)
-	}
-	s.core = minio.Core{Client: s.client}
-	ok, err := s.client.BucketExists(ctx, o.Bucket)
+	resp, err := s.do(ctx, request{method: http.MethodHead})
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("s3: open %s: %w", s.where, ctx.Err())
+		}
+		if status, _ := errorCode(err); status == http.StatusNotFound {
+			return nil, fmt.Errorf("s3: open %s: the bucket does not exist: create it first", s.where)
+		}
 		return nil, fmt.Errorf("s3: open %s: %w", s.where, err)
 	}
-	if !ok {
-		return nil, fmt.Errorf("s3: open %s: the bucket does not exist: create it first", s.where)
-	}
+	discard(resp)
 	return s, nil
 }
+
+// DefaultRegion is the region requests are signed for when
+// Options.Region is empty.
+const DefaultRegion = "us-east-1"
 
 func endpoint(o Options) (host string, secure bool, err error) {
 	if o.Endpoint == "" {
 		return "", false, errors.New("s3: no endpoint configured")
 	}
-	if !strings.Contains(o.Endpoint, "://") {
-		return o.Endpoint, o.UseTLS, nil
+	host, secure = o.Endpoint, o.UseTLS
+	if strings.Contains(o.Endpoint, "://") {
+		u, err := url.Parse(o.Endpoint)
+		if err != nil {
+			return "", false, fmt.Errorf("s3: endpoint %q: %w", o.Endpoint, err)
+		}
+		if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+			return "", false, fmt.Errorf("s3: endpoint %q: want host[:port] or http(s)://host[:port]", o.Endpoint)
+		}
+		host, secure = u.Host, u.Scheme == "https"
 	}
-	u, err := url.Parse(o.Endpoint)
-	if err != nil {
-		return "", false, fmt.Errorf("s3: endpoint %q: %w", o.Endpoint, err)
-	}
-	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.User != nil {
+	if strings.ContainsAny(host, "/?#@ \t\r\n") || strings.ContainsFunc(host, func(r rune) bool { return r < ' ' || r == 0x7f }) {
 		return "", false, fmt.Errorf("s3: endpoint %q: want host[:port] or http(s)://host[:port]", o.Endpoint)
 	}
-	return u.Host, u.Scheme == "https", nil
+	// The default port goes unsaid, as clients usually send Host: what
+	// is signed must be what the server sees.
+	if h, p, err := net.SplitHostPort(host); err == nil && ((p == "80" && !secure) || (p == "443" && secure)) {
+		host = h
+		if strings.Contains(h, ":") {
+			host = "[" + h + "]"
+		}
+	}
+	return host, secure, nil
+}
+
+// checkBucket refuses bucket names that cannot be one segment of a path.
+// The configuration checks S3's naming rules; servers differ on them.
+func checkBucket(b string) error {
+	switch {
+	case b == "":
+		return errors.New("s3: no bucket configured")
+	case len(b) > 255 || b == "." || b == ".." || strings.ContainsFunc(b, func(r rune) bool { return r <= ' ' || r == '/' || r == '\\' || r == 0x7f }):
+		return fmt.Errorf("s3: bucket %q: not a bucket name", b)
+	}
+	return nil
 }
 
 // PartSize returns the multipart part size in use.
@@ -170,22 +201,12 @@ func (s *Store) PartSize() int64 { return s.part }
 
 func (s *Store) object(key string) string { return s.prefix + key }
 
-// errorCode classifies an error from minio: the HTTP status and S3 code,
-// zeros when no response was received.
-func errorCode(err error) (int, string) {
-	var er minio.ErrorResponse
-	if errors.As(err, &er) {
-		return er.StatusCode, er.Code
-	}
-	return 0, ""
-}
-
 func isNotFound(err error) bool {
 	status, code := errorCode(err)
 	return code == "NoSuchKey" || (status == http.StatusNotFound && code != "NoSuchBucket" && code != "NoSuchUpload")
 }
 
-// wrap turns a minio error into the store's: ErrNotFound for a missing
+// wrap turns a request's error into the store's: ErrNotFound for a missing
 // object, the context's error when it ended.
 func wrap(ctx context.Context, op, key string, err error) error {
 	switch {
@@ -212,11 +233,31 @@ func (s *Store) Stat(ctx context.Context, key string) (blob.Info, error) {
 	if err := check(ctx, "stat", key); err != nil {
 		return blob.Info{}, err
 	}
-	oi, err := s.client.StatObject(ctx, s.bucket, s.object(key), minio.StatObjectOptions{})
+	size, mtime, _, err := s.head(ctx, s.object(key))
 	if err != nil {
 		return blob.Info{}, wrap(ctx, "stat", key, err)
 	}
-	return blob.Info{Key: key, Size: oi.Size, ModTime: oi.LastModified}, nil
+	return blob.Info{Key: key, Size: size, ModTime: mtime}, nil
+}
+
+// head is HeadObject: the object's size, modification time and ETag
+// (without its quotes).
+func (s *Store) head(ctx context.Context, obj string) (size int64, mtime time.Time, etag string, err error) {
+	resp, err := s.do(ctx, request{method: http.MethodHead, object: obj})
+	if err != nil {
+		return 0, time.Time{}, "", err
+	}
+	resp.Body.Close()
+	size, err = strconv.ParseInt(resp.Header.Get("Content-Length"), 10, 64)
+	if err != nil || size < 0 {
+		return 0, time.Time{}, "", fmt.Errorf("%s answered HEAD with Content-Length %q", s.where, oneLine(resp.Header.Get("Content-Length"), 32))
+	}
+	if lm := resp.Header.Get("Last-Modified"); lm != "" {
+		if mtime, err = http.ParseTime(lm); err != nil {
+			return 0, time.Time{}, "", fmt.Errorf("%s answered HEAD with Last-Modified %q", s.where, oneLine(lm, 64))
+		}
+	}
+	return size, mtime, strings.Trim(resp.Header.Get("ETag"), `"`), nil
 }
 
 // Open implements blob.Reader.
@@ -288,42 +329,81 @@ type reader struct {
 }
 
 func (r *reader) open() error {
-	var opts minio.GetObjectOptions
+	h := http.Header{"Accept-Encoding": {"identity"}}
 	if r.etag != "" {
-		if err := opts.SetMatchETag(r.etag); err != nil {
-			return err
-		}
+		h.Set("If-Match", r.etag)
 	}
 	switch {
 	case r.end > 0:
-		if err := opts.SetRange(r.pos, r.end-1); err != nil {
-			return err
-		}
+		h.Set("Range", fmt.Sprintf("bytes=%d-%d", r.pos, r.end-1))
 	case r.pos > 0:
-		if err := opts.SetRange(r.pos, 0); err != nil {
-			return err
-		}
+		h.Set("Range", fmt.Sprintf("bytes=%d-", r.pos))
 	}
-	ranged := opts.Header().Get("Range") != ""
-	body, oi, h, err := r.s.core.GetObject(r.ctx, r.s.bucket, r.s.object(r.key), opts)
+	ranged := h.Get("Range") != ""
+	resp, err := r.s.do(r.ctx, request{method: http.MethodGet, object: r.s.object(r.key), header: h})
 	if err != nil {
 		return err
 	}
+	size := resp.ContentLength
 	if ranged {
 		// A server that ignored the Range header would send the object
 		// from its start: bytes from the wrong place, silently.
-		var start, last, total int64
-		if _, err := fmt.Sscanf(h.Get("Content-Range"), "bytes %d-%d/%d", &start, &last, &total); err != nil || start != r.pos {
-			body.Close()
-			return fmt.Errorf("%s answered a ranged GET from byte %d with Content-Range %q", r.s.where, r.pos, h.Get("Content-Range"))
+		cr := resp.Header.Get("Content-Range")
+		start, last, _, ok := parseContentRange(cr)
+		if !ok || start != r.pos || resp.StatusCode != http.StatusPartialContent || (size >= 0 && size != last-start+1) ||
+			(r.end > 0 && last >= r.end) {
+			discard(resp)
+			return fmt.Errorf("%s answered a ranged GET from byte %d with %d and Content-Range %q", r.s.where, r.pos, resp.StatusCode, oneLine(cr, 64))
 		}
+		size = last - start + 1
 	}
-	r.body = body
-	r.etag = oi.ETag
+	if size < 0 {
+		discard(resp)
+		return fmt.Errorf("%s answered GET without a Content-Length", r.s.where)
+	}
+	r.body = resp.Body
+	// If-Match takes the ETag as the server wrote it, quotes and all.
+	r.etag = resp.Header.Get("ETag")
 	// The response's length is what is left of the range, clipped to the
 	// object: from now on the end is known.
-	r.end = r.pos + oi.Size
+	r.end = r.pos + size
 	return nil
+}
+
+// parseContentRange reads "bytes FIRST-LAST/TOTAL" (TOTAL may be "*"),
+// total -1 when unknown; ok is false for anything else or for a range
+// that is not one.
+func parseContentRange(s string) (first, last, total int64, ok bool) {
+	rest, found := strings.CutPrefix(s, "bytes ")
+	if !found {
+		return 0, 0, 0, false
+	}
+	span, tot, found := strings.Cut(rest, "/")
+	if !found {
+		return 0, 0, 0, false
+	}
+	a, b, found := strings.Cut(span, "-")
+	if !found {
+		return 0, 0, 0, false
+	}
+	num := func(s string) (int64, bool) {
+		if s == "" || len(s) > 19 || strings.Trim(s, "0123456789") != "" {
+			return 0, false
+		}
+		n, err := strconv.ParseInt(s, 10, 64)
+		return n, err == nil
+	}
+	var ok1, ok2, ok3 bool
+	first, ok1 = num(a)
+	last, ok2 = num(b)
+	total, ok3 = -1, true
+	if tot != "*" {
+		total, ok3 = num(tot)
+	}
+	if !ok1 || !ok2 || !ok3 || last < first || (total >= 0 && last >= total) {
+		return 0, 0, 0, false
+	}
+	return first, last, total, true
 }
 
 func (r *reader) Read(p []byte) (int, error) {
@@ -387,27 +467,43 @@ func (s *Store) List(ctx context.Context, prefix string, fn func(blob.Info) erro
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("s3: list %s: %w", prefix, err)
 	}
-	lctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	last := ""
-	for oi := range s.client.ListObjectsIter(lctx, s.bucket, minio.ListObjectsOptions{Prefix: s.object(prefix), Recursive: true}) {
-		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("s3: list %s: %w", prefix, err)
+	last, token := "", ""
+	for {
+		q := url.Values{"list-type": {"2"}, "prefix": {s.object(prefix)}, "encoding-type": {"url"}}
+		if token != "" {
+			q.Set("continuation-token", token)
 		}
-		if oi.Err != nil {
-			return wrap(ctx, "list", prefix, oi.Err)
+		resp, err := s.do(ctx, request{method: http.MethodGet, query: q, read: maxListBody})
+		if err != nil {
+			return wrap(ctx, "list", prefix, err)
 		}
-		key, ok := strings.CutPrefix(oi.Key, s.prefix)
-		if !ok || blob.CheckKey(key) != nil {
-			continue // not one of ours: a directory marker, a foreign name
+		page, err := parseList(body(resp))
+		if err != nil {
+			return fmt.Errorf("s3: list %s: %s: %w", prefix, s.where, err)
 		}
-		if key <= last && last != "" {
-			return fmt.Errorf("s3: list %s: %s: the server listed %q after %q, out of order", prefix, s.where, key, last)
+		for _, o := range page.Objects {
+			if err := ctx.Err(); err != nil {
+				return fmt.Errorf("s3: list %s: %w", prefix, err)
+			}
+			key, ok := strings.CutPrefix(o.Key, s.prefix)
+			if !ok || blob.CheckKey(key) != nil {
+				continue // not one of ours: a directory marker, a foreign name
+			}
+			if key <= last && last != "" {
+				return fmt.Errorf("s3: list %s: %s: the server listed %q after %q, out of order", prefix, s.where, key, last)
+			}
+			last = key
+			if err := fn(blob.Info{Key: key, Size: o.Size, ModTime: o.ModTime}); err != nil {
+				return err
+			}
 		}
-		last = key
-		if err := fn(blob.Info{Key: key, Size: oi.Size, ModTime: oi.LastModified}); err != nil {
-			return err
+		if !page.Truncated {
+			break
 		}
+		if page.Next == token {
+			return fmt.Errorf("s3: list %s: %s: the server gave the same continuation token twice", prefix, s.where)
+		}
+		token = page.Next
 	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("s3: list %s: %w", prefix, err)
@@ -428,9 +524,19 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 		}
 		return err
 	}
-	if err := s.client.RemoveObject(ctx, s.bucket, s.object(key), minio.RemoveObjectOptions{}); err != nil {
+	if err := s.remove(ctx, s.object(key)); err != nil {
 		return wrap(ctx, "delete", key, err)
 	}
+	return nil
+}
+
+// remove is DeleteObject.
+func (s *Store) remove(ctx context.Context, obj string) error {
+	resp, err := s.do(ctx, request{method: http.MethodDelete, object: obj})
+	if err != nil {
+		return err
+	}
+	discard(resp)
 	return nil
 }
 
@@ -443,7 +549,7 @@ const (
 // PutIfAbsent implements blob.Writer with one PUT carrying
 // "If-None-Match: *"; 412 Precondition Failed means the key exists.
 //
-// minio's automatic retries are off for it: if a first attempt took effect
+// It is never repeated as other requests are (see do): if a first attempt took effect
 // but its reply was lost, a blind retry would get 412 and report
 // ErrExists for an object this call created. PutIfAbsent retries itself,
 // and once an attempt has ended without a reply, a 412 is settled by
@@ -462,10 +568,11 @@ func (s *Store) PutIfAbsent(ctx context.Context, key string, data []byte) error 
 			case <-time.After(putBackoff << (attempt - 1)):
 			}
 		}
-		opts := minio.PutObjectOptions{DisableMultipart: true, SendContentMd5: true}
-		opts.SetMatchETagExcept("*")
-		_, err = s.once.PutObject(ctx, s.bucket, s.object(key), bytes.NewReader(data), int64(len(data)), opts)
+		var resp *http.Response
+		resp, err = s.do(ctx, request{method: http.MethodPut, object: s.object(key),
+			header: http.Header{"If-None-Match": {"*"}}, body: data, once: true})
 		if err == nil {
+			discard(resp)
 			return nil
 		}
 		if ctx.Err() != nil {
@@ -521,7 +628,7 @@ func (s *Store) CheckConditionalWrite(ctx context.Context) error {
 	if err := s.PutIfAbsent(ctx, key, []byte("1")); err != nil {
 		return fmt.Errorf("s3: check conditional writes on %s: %w", s.where, err)
 	}
-	defer s.client.RemoveObject(context.WithoutCancel(ctx), s.bucket, s.object(key), minio.RemoveObjectOptions{})
+	defer s.remove(context.WithoutCancel(ctx), s.object(key))
 	switch err := s.PutIfAbsent(ctx, key, []byte("2")); {
 	case errors.Is(err, blob.ErrExists):
 		return nil
@@ -542,30 +649,51 @@ func (s *Store) CleanTemp(ctx context.Context, prefix string, olderThan time.Dur
 		return 0, fmt.Errorf("s3: clean %q: %w", prefix, err)
 	}
 	cutoff := time.Now().Add(-olderThan)
-	lctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	ch := s.client.ListIncompleteUploads(lctx, s.bucket, s.object(prefix), true)
-	defer func() {
-		cancel()
-		for range ch {
-		}
-	}()
 	n := 0
-	for up := range ch {
-		if up.Err != nil {
-			return n, wrap(ctx, "clean", prefix, up.Err)
+	keyMarker, idMarker := "", ""
+	for {
+		q := url.Values{"uploads": {""}, "prefix": {s.object(prefix)}, "encoding-type": {"url"}}
+		if keyMarker != "" || idMarker != "" {
+			q.Set("key-marker", keyMarker)
+			q.Set("upload-id-marker", idMarker)
 		}
-		if !up.Initiated.Before(cutoff) || !strings.HasPrefix(up.Key, s.prefix) {
-			continue
+		resp, err := s.do(ctx, request{method: http.MethodGet, query: q, read: maxListBody})
+		if err != nil {
+			return n, wrap(ctx, "clean", prefix, err)
 		}
-		if err := s.core.AbortMultipartUpload(ctx, s.bucket, up.Key, up.UploadID); err != nil {
-			if status, _ := errorCode(err); status != http.StatusNotFound {
-				return n, wrap(ctx, "clean", strings.TrimPrefix(up.Key, s.prefix), err)
+		page, err := parseUploads(body(resp))
+		if err != nil {
+			return n, fmt.Errorf("s3: clean %s: %s: %w", prefix, s.where, err)
+		}
+		for _, up := range page.Uploads {
+			if !up.Initiated.Before(cutoff) || !strings.HasPrefix(up.Key, s.prefix) {
+				continue
 			}
+			if err := s.abortUpload(ctx, up.Key, up.UploadID); err != nil {
+				if status, _ := errorCode(err); status != http.StatusNotFound {
+					return n, wrap(ctx, "clean", strings.TrimPrefix(up.Key, s.prefix), err)
+				}
+			}
+			n++
 		}
-		n++
+		if !page.Truncated {
+			return n, nil
+		}
+		if page.NextKey == keyMarker && page.NextID == idMarker {
+			return n, fmt.Errorf("s3: clean %s: %s: the server gave the same markers twice", prefix, s.where)
+		}
+		keyMarker, idMarker = page.NextKey, page.NextID
 	}
-	return n, nil
+}
+
+// abortUpload is AbortMultipartUpload.
+func (s *Store) abortUpload(ctx context.Context, obj, id string) error {
+	resp, err := s.do(ctx, request{method: http.MethodDelete, object: obj, query: url.Values{"uploadId": {id}}})
+	if err != nil {
+		return err
+	}
+	discard(resp)
+	return nil
 }
 
 // etagOfParts is the ETag S3 gives an object assembled from parts with

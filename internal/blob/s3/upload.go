@@ -1,16 +1,15 @@
 package s3
 
 import (
-	"bytes"
 	"context"
 	"crypto/md5"
-	"encoding/base64"
+	"encoding/xml"
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
+	"strconv"
 	"time"
-
-	"github.com/minio/minio-go/v7"
 
 	"github.com/holdfast-backup/holdfast/internal/blob"
 )
@@ -34,7 +33,7 @@ func (s *Store) Create(ctx context.Context, key string) (blob.Upload, error) {
 }
 
 type partResult struct {
-	part minio.CompletePart
+	part completePart
 	sum  [md5.Size]byte
 	buf  []byte
 	err  error
@@ -56,7 +55,7 @@ type upload struct {
 	buf      []byte
 	spare    []byte // the previous part's buffer, reused
 	uploadID string
-	parts    []minio.CompletePart
+	parts    []completePart
 	sums     [][md5.Size]byte
 	inflight chan partResult // nil when no part is in flight
 
@@ -108,7 +107,7 @@ func (u *upload) send() error {
 		return fmt.Errorf("s3: write %s: the object is larger than %d parts of %d MiB, the most S3 allows: raise the part size", u.key, MaxParts, u.s.part>>20)
 	}
 	if u.uploadID == "" {
-		id, err := u.s.core.NewMultipartUpload(u.ctx, u.s.bucket, u.s.object(u.key), minio.PutObjectOptions{})
+		id, err := u.s.createUpload(u.ctx, u.s.object(u.key))
 		if err != nil {
 			return u.wrapErr("write", err)
 		}
@@ -120,13 +119,12 @@ func (u *upload) send() error {
 	u.inflight = ch
 	id, obj := u.uploadID, u.s.object(u.key)
 	go func() {
-		// minio retries a failed part from the start of data: repeating a
+		// do repeats a failed part from the start of data: repeating a
 		// part upload is harmless.
 		r := partResult{sum: md5.Sum(data), buf: data}
-		var part minio.ObjectPart
-		part, r.err = u.s.core.PutObjectPart(u.ctx, u.s.bucket, obj, id, num,
-			bytes.NewReader(data), int64(len(data)), minio.PutObjectPartOptions{Md5Base64: base64.StdEncoding.EncodeToString(r.sum[:])})
-		r.part = minio.CompletePart{PartNumber: num, ETag: part.ETag}
+		var etag string
+		etag, r.err = u.s.uploadPart(u.ctx, obj, id, num, data, &r.sum)
+		r.part = completePart{PartNumber: num, ETag: etag}
 		ch <- r
 	}()
 	return nil
@@ -201,12 +199,16 @@ func (u *upload) commit(ctx context.Context) error {
 	}
 	obj := u.s.object(u.key)
 	if u.uploadID == "" {
-		// Small enough for one PUT, which minio may safely repeat.
-		_, err := u.s.client.PutObject(u.ctx, u.s.bucket, obj, bytes.NewReader(u.buf), int64(len(u.buf)),
-			minio.PutObjectOptions{DisableMultipart: true, SendContentMd5: true})
+		// Small enough for one PUT, which do may safely repeat.
+		buf := u.buf
+		if buf == nil {
+			buf = []byte{} // an empty object still has a body
+		}
+		resp, err := u.s.do(u.ctx, request{method: http.MethodPut, object: obj, body: buf})
 		if err != nil {
 			return wrapErr(err)
 		}
+		discard(resp)
 		return nil
 	}
 	if len(u.buf) > 0 {
@@ -217,16 +219,16 @@ func (u *upload) commit(ctx context.Context) error {
 	if err := u.wait(); err != nil {
 		return wrapErr(err)
 	}
-	_, err := u.s.core.CompleteMultipartUpload(u.ctx, u.s.bucket, obj, u.uploadID, u.parts, minio.PutObjectOptions{})
+	err := u.s.completeUpload(u.ctx, obj, u.uploadID, u.parts)
 	if err == nil {
 		return nil
 	}
-	// minio retries a Complete whose reply was lost; the retry finds the
+	// do repeats a Complete whose reply was lost; the repeat may find the
 	// upload gone. If the object is there with the ETag these parts make,
 	// the first attempt did it.
 	if _, code := errorCode(err); code == "NoSuchUpload" && ctx.Err() == nil {
-		oi, serr := u.s.client.StatObject(u.ctx, u.s.bucket, obj, minio.StatObjectOptions{})
-		if serr == nil && oi.ETag == etagOfParts(u.sums) {
+		_, _, etag, serr := u.s.head(u.ctx, obj)
+		if serr == nil && etag == etagOfParts(u.sums) {
 			u.uploadID = ""
 			return nil
 		}
@@ -258,10 +260,55 @@ func (u *upload) abort() error {
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(u.parent), abortTimeout)
 	defer cancel()
-	err := u.s.core.AbortMultipartUpload(ctx, u.s.bucket, u.s.object(u.key), u.uploadID)
+	err := u.s.abortUpload(ctx, u.s.object(u.key), u.uploadID)
 	u.uploadID = ""
 	if status, _ := errorCode(err); err != nil && status != http.StatusNotFound {
 		return fmt.Errorf("s3: abort %s: %w (its parts stay on the server until CleanTemp removes them)", u.key, err)
 	}
 	return nil
+}
+
+// createUpload is CreateMultipartUpload: the new upload's ID.
+func (s *Store) createUpload(ctx context.Context, obj string) (string, error) {
+	var id string
+	_, err := s.do(ctx, request{method: http.MethodPost, object: obj, query: url.Values{"uploads": {""}},
+		read: maxSmallBody, check: func(b []byte) (err error) {
+			id, err = parseInitiate(b)
+			return err
+		}})
+	return id, err
+}
+
+// uploadPart is UploadPart: the part's ETag, as the server wrote it.
+func (s *Store) uploadPart(ctx context.Context, obj, id string, num int, data []byte, sum *[md5.Size]byte) (string, error) {
+	q := url.Values{"partNumber": {strconv.Itoa(num)}, "uploadId": {id}}
+	resp, err := s.do(ctx, request{method: http.MethodPut, object: obj, query: q, body: data, md5: sum})
+	if err != nil {
+		return "", err
+	}
+	discard(resp)
+	etag := resp.Header.Get("ETag")
+	if etag == "" {
+		return "", fmt.Errorf("%s answered UploadPart without an ETag", s.where)
+	}
+	return etag, nil
+}
+
+// completeUpload is CompleteMultipartUpload. The server may fail it after
+// answering 200: the body says which, and do repeats it as it would a
+// 5xx when the failure is one to repeat.
+func (s *Store) completeUpload(ctx context.Context, obj, id string, parts []completePart) error {
+	b, err := xml.Marshal(completeRequest{Parts: parts})
+	if err != nil {
+		return err
+	}
+	_, err = s.do(ctx, request{method: http.MethodPost, object: obj, query: url.Values{"uploadId": {id}}, body: b,
+		read: maxSmallBody, check: func(b []byte) error {
+			_, e, failed, err := parseComplete(b)
+			if failed {
+				return &respError{Status: http.StatusOK, Code: e.Code, Message: e.Message, RequestID: e.RequestID}
+			}
+			return err
+		}})
+	return err
 }
