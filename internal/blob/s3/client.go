@@ -23,10 +23,12 @@ import (
 // throttles (503 SlowDown, 429, ...). The pause before attempt n+1 is
 // drawn from [d/2, d), d = min(retryCap, retryUnit × 2^(n-1)): about 8 s
 // in all before the last attempt.
-const (
-	maxAttempts = 8
-	retryUnit   = 200 * time.Millisecond
-	retryCap    = 3 * time.Second
+const maxAttempts = 8
+
+// Variables only so that tests can shorten the pauses.
+var (
+	retryUnit = 200 * time.Millisecond
+	retryCap  = 3 * time.Second
 )
 
 // defaultTransport is what a Store uses when Options.Transport is nil.
