@@ -39,7 +39,6 @@ func defaultTransport() *http.Transport {
 			Timeout:   30 * time.Second,
 			KeepAlive: 30 * time.Second,
 		}).DialContext,
-		ForceAttemptHTTP2:     true,
 		MaxIdleConns:          256,
 		MaxIdleConnsPerHost:   64, // parallel ranged reads of verify and restore
 		IdleConnTimeout:       time.Minute,
@@ -152,8 +151,11 @@ func (s *Store) do(ctx context.Context, r request) (*http.Response, error) {
 				err = s.responseError(r.method, resp)
 			}
 		}
-		if ctx.Err() != nil || r.once || attempt == maxAttempts || !retryable(err) {
+		if ctx.Err() != nil || r.once || !retryable(err) {
 			return nil, err
+		}
+		if attempt == maxAttempts {
+			return nil, fmt.Errorf("%w (%d attempts)", err, attempt)
 		}
 		d := min(retryCap, retryUnit<<(attempt-1))
 		d = d/2 + rand.N(d/2)

@@ -140,7 +140,7 @@ func TestRetryGivesUp(t *testing.T) {
 		w.WriteHeader(http.StatusInternalServerError)
 	})
 	_, err := s.Stat(context.Background(), "k")
-	if err == nil || errors.Is(err, blob.ErrNotFound) || !strings.Contains(err.Error(), "500") {
+	if err == nil || errors.Is(err, blob.ErrNotFound) || !strings.Contains(err.Error(), "500") || !strings.Contains(err.Error(), fmt.Sprintf("(%d attempts)", maxAttempts)) {
 		t.Fatalf("Stat = %v, want the 500", err)
 	}
 	clean(t, err)

@@ -145,7 +145,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		if status, _ := errorCode(err); status == http.StatusNotFound {
 			return nil, fmt.Errorf("s3: open %s: the bucket does not exist: create it first", s.where)
 		}
-		return nil, fmt.Errorf("s3: open %s: %w", s.where, err)
+		return nil, fmt.Errorf("s3: open: %w", err) // err names the bucket and host
 	}
 	discard(resp)
 	return s, nil
@@ -557,6 +557,9 @@ const (
 func (s *Store) PutIfAbsent(ctx context.Context, key string, data []byte) error {
 	if err := check(ctx, "put", key); err != nil {
 		return err
+	}
+	if data == nil {
+		data = []byte{} // a body of no bytes, with its Content-MD5
 	}
 	ambiguous := false
 	var err error
