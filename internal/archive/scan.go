@@ -6,6 +6,7 @@ import (
 	"hash"
 	"io"
 	"runtime"
+	"sync"
 
 	"github.com/holdfast-backup/holdfast/internal/crc32c"
 )
@@ -45,6 +46,47 @@ type ScanOptions struct {
 	// pieces, each checksummed while it is in the core's cache: for a
 	// reader where a read is a system call (a local file), not a request.
 	ReadPieces bool
+	// Buffers, when set, is where the workers take their buffers from
+	// and leave them: give consecutive scans (a backup's archives) the
+	// same one and the later ones reuse the pages the first faulted in.
+	// Without it they come from and go back to a sync.Pool, which may or
+	// may not still hold them for the next scan.
+	Buffers *ScanBuffers
+}
+
+// ScanBuffers holds the buffers of finished Scan workers for the next
+// scans that are given it. It is safe for concurrent use. Release hands
+// them back to the package's pool when the caller is done.
+type ScanBuffers struct {
+	mu   sync.Mutex
+	free []*workerBufs
+}
+
+func (b *ScanBuffers) take() *workerBufs {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if n := len(b.free); n > 0 {
+		w := b.free[n-1]
+		b.free = b.free[:n-1]
+		return w
+	}
+	return &workerBufs{}
+}
+
+func (b *ScanBuffers) give(w *workerBufs) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.free = append(b.free, w)
+}
+
+// Release gives every buffer held to the package's pool.
+func (b *ScanBuffers) Release() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, w := range b.free {
+		w.release()
+	}
+	b.free = nil
 }
 
 // Scan checks a stored archive against its index, reading the stored
@@ -74,8 +116,9 @@ func Scan(ra io.ReaderAt, idx *Index, opt ScanOptions, visit func(m *Member, sum
 	jobs := make(chan scanJob)
 	done := make(chan struct{})
 	defer close(done)
+	var working sync.WaitGroup
 	for range workers {
-		go s.work(jobs)
+		working.Go(func() { s.work(jobs) })
 	}
 	go func() {
 		defer close(jobs)
@@ -120,7 +163,11 @@ func Scan(ra io.ReaderAt, idx *Index, opt ScanOptions, visit func(m *Member, sum
 			return err
 		}
 	}
-	return c.finish()
+	err := c.finish()
+	// Every frame was consumed, so the workers are leaving; wait until
+	// they have given their buffers back, for the next scan to take.
+	working.Wait()
+	return err
 }
 
 // scanSpan is a piece of a regular member's data inside one frame.
@@ -271,8 +318,13 @@ func (s *scanner) work(jobs <-chan scanJob) {
 	// uncompressed frame it reads in chunks).
 	var w *workerBufs
 	if s.opt.Hash == nil && s.opt.Stored == nil {
-		w = &workerBufs{}
-		defer w.release()
+		if b := s.opt.Buffers; b != nil {
+			w = b.take()
+			defer b.give(w)
+		} else {
+			w = &workerBufs{}
+			defer w.release()
+		}
 	}
 	for j := range jobs {
 		r := scanned{i: j.i}
@@ -283,12 +335,13 @@ func (s *scanner) work(jobs <-chan scanJob) {
 
 // workerBufs are a worker's own buffers, reused from frame to frame.
 //
-// They come from the pool and go back to it, so a second scan (the WAL
-// archive after the base one) reuses pages that are already mapped: each
-// page a process touches for the first time costs a page fault, and on
-// the virtual machines the benchmark ran on a fault took 10-20 µs. With
-// a fresh decode buffer per worker, verify's scan of a zstd backup's
-// 16 MiB WAL archive took 5-9 ms; reusing the base scan's, 1.6-3 ms. The
+// They come from the pool, and through ScanOptions.Buffers a second scan
+// (the WAL archive after the base one) reuses pages that are already
+// mapped: each page a process touches for the first time costs a page
+// fault, and on the virtual machines the benchmark ran on a fault took
+// 10-20 µs. With a fresh decode buffer per worker, verify's scan of a
+// zstd backup's 16 MiB WAL archive took 5-9 ms; reusing the base scan's,
+// 1.6-3 ms. The
 // stored bytes of a compressed frame stay in the worker too, rather than
 // travelling with its result to Scan's goroutine: two buffers to fault in
 // rather than one per frame in flight.

@@ -294,14 +294,11 @@ func TestStoppedPipelinesLeaveNoGoroutines(t *testing.T) {
 	}
 }
 
-// TestScanReusesBuffersNoRace checks that a second scan decodes into the
-// buffers the first gave back (verify scans the base archive, then the
-// WAL archive): it allocates far less than one frame per worker. Like
-// TestWriterMemoryNoRace it needs a build without -race.
-func TestScanReusesBuffersNoRace(t *testing.T) {
-	if raceEnabled {
-		t.Skip("needs a build without -race (scripts/test.sh runs it so)")
-	}
+// TestScanReusesBuffers checks that a second scan given the same
+// ScanBuffers decodes into the buffers the first left there (verify scans
+// the base archive, then the WAL archive): it allocates far less than one
+// frame per worker.
+func TestScanReusesBuffers(t *testing.T) {
 	rng := rand.New(rand.NewPCG(9, 9))
 	tb := buildTar(t, randomEntries(rng, 1<<20))
 	const frame = 1 << 20
@@ -313,10 +310,12 @@ func TestScanReusesBuffersNoRace(t *testing.T) {
 	if len(idx.Frames) < 4 {
 		t.Fatalf("test archive has %d frames, want at least 4", len(idx.Frames))
 	}
+	var bufs archive.ScanBuffers
+	defer bufs.Release()
 	scan := func() uint64 {
 		var before, after runtime.MemStats
 		runtime.ReadMemStats(&before)
-		if _, err := scanAll(stored, idx, archive.ScanOptions{CRC32C: crcBE, Workers: 2}); err != nil {
+		if _, err := scanAll(stored, idx, archive.ScanOptions{CRC32C: crcBE, Workers: 2, Buffers: &bufs}); err != nil {
 			t.Fatal(err)
 		}
 		runtime.ReadMemStats(&after)

@@ -34,6 +34,7 @@ func (v *verifier) scanArchive(ctx context.Context, a repo.Archive, idx *archive
 	stored := newStoredDigest(a)
 	opt := archive.ScanOptions{
 		ReadPieces: local,
+		Buffers:    &v.scanBufs,
 		Skip: func(m *archive.Member) bool {
 			return isWAL || walSegmentPath(prefix+strings.TrimPrefix(m.Name, "./"))
 		},

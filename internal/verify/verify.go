@@ -38,6 +38,7 @@ func (p Problem) String() string {
 func Backup(ctx context.Context, r *repo.Repo, e repo.Entry, catalog []repo.Entry) []Problem {
 	v := &verifier{r: r, e: e}
 	v.run(ctx, catalog)
+	v.scanBufs.Release()
 	return v.problems
 }
 
@@ -51,6 +52,7 @@ type verifier struct {
 	e        repo.Entry
 	problems []Problem
 	label    []byte
+	scanBufs archive.ScanBuffers // the archives' scans, one after another
 
 	// The manifest, loaded by loadManifest; read them only after mfDone
 	// is closed (files waits for it).
