@@ -409,7 +409,10 @@ func (s *scanner) frame(r *scanned, checksums bool, w *workerBufs) error {
 		if w != nil && s.opt.ReadPieces {
 			// Read into the worker's buffer, in pieces of its size.
 			if w.raw == nil {
-				w.raw = w.get(scanChunk)
+				// Exactly a piece: the pool's buffers are frame-sized, and
+				// a fresh 4 MiB one cost the first frame a millisecond or
+				// two. ScanOptions.Buffers carries it to the next scan.
+				w.raw = make([]byte, 0, scanChunk)
 			}
 			own := w.raw[:0:min(scanChunk, s.idx.FrameSize)]
 			var cur windowCursor
