@@ -6,6 +6,7 @@ import (
 	"io"
 	"regexp"
 	"strings"
+	"sync"
 )
 
 // Verb is the kind of a CTL command line.
@@ -95,11 +96,12 @@ func (c Command) String() string {
 }
 
 // configName is what Holdfast accepts as a CONFIG name (Amanda accepts
-// any path, "../../x" included).
-var configName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+// any path, "../../x" included). Compiled on first use: a package-level
+// regexp costs every command's start.
+var configName = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`) })
 
 // ValidConfigName reports whether name may be used with CONFIG.
-func ValidConfigName(name string) bool { return configName.MatchString(name) }
+func ValidConfigName(name string) bool { return configName().MatchString(name) }
 
 // Reply lines, byte for byte as amdumpd 3.5.1 writes them (without LF).
 const (

@@ -333,7 +333,8 @@ type openArchive struct {
 	w        *archive.Writer
 }
 
-var archiveName = regexp.MustCompile(`^(base|[1-9][0-9]{0,9})\.tar$`)
+// archiveName is compiled on first use, as walSegment.
+var archiveName = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^(base|[1-9][0-9]{0,9})\.tar$`) })
 
 func (r *run) track(u blob.Upload) {
 	r.mu.Lock()
@@ -343,7 +344,7 @@ func (r *run) track(u blob.Upload) {
 
 func (r *run) openArchive(sent, location string) (*openArchive, error) {
 	name, method := splitCompressed(sent)
-	m := archiveName.FindStringSubmatch(name)
+	m := archiveName().FindStringSubmatch(name)
 	if m == nil && name != "pg_wal.tar" {
 		return nil, fmt.Errorf("%w: archive name %q", ErrProtocol, sent)
 	}

@@ -11,12 +11,15 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/holdfast-backup/holdfast/internal/manifest"
 )
 
-// walSegment matches WAL segment files, which manifests never list.
-var walSegment = regexp.MustCompile(`^pg_wal/[0-9A-F]{24}$`)
+// walSegment matches WAL segment files, which manifests never list. It
+// is compiled on first use: package-level regexps cost every command's
+// start (the three in backup and amdumpd about 0.4 ms).
+var walSegment = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^pg_wal/[0-9A-F]{24}$`) })
 
 // maxReported caps how many individual mismatches one error spells out.
 const maxReported = 10
@@ -52,7 +55,7 @@ func (r *run) checkIngest() (*manifest.Manifest, error) {
 	}
 	var extra []string
 	for p := range r.members {
-		if !seen[p] && !walSegment.MatchString(p) {
+		if !seen[p] && !walSegment().MatchString(p) {
 			extra = append(extra, p)
 		}
 	}
