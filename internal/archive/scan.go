@@ -341,16 +341,16 @@ func (s *scanner) work(jobs <-chan scanJob) {
 // fault, and on the virtual machines the benchmark ran on a fault took
 // 10-20 µs. With a fresh decode buffer per worker, verify's scan of a
 // zstd backup's 16 MiB WAL archive took 5-9 ms; reusing the base scan's,
-// 1.6-3 ms. The
-// stored bytes of a compressed frame stay in the worker too, rather than
-// travelling with its result to Scan's goroutine: two buffers to fault in
-// rather than one per frame in flight.
+// 1.6-3 ms. The stored bytes of a compressed frame stay in the worker
+// too, rather than travelling with its result to Scan's goroutine: two
+// buffers to fault in rather than one per frame in flight.
 type workerBufs struct {
 	raw, stored []byte
 	pooled      [][]byte // given back by release
 }
 
-// rawBuf returns the worker's decode buffer (length 0), of capacity n.
+// rawBuf returns the worker's decode buffer (length 0), of capacity at
+// least n.
 func (w *workerBufs) rawBuf(n int) []byte {
 	if cap(w.raw) < n {
 		w.raw = w.get(n)

@@ -421,7 +421,7 @@ func (r *run) closeArchive(a *openArchive) error {
 	if err := iu.Commit(r.ctx); err != nil {
 		return fmt.Errorf("write %s: %w", idxName, err)
 	}
-	r.archives = append(r.archives, repo.Archive{
+	stored := repo.Archive{
 		Name:         a.name,
 		Object:       a.object,
 		Compression:  map[bool]string{true: "zstd", false: "none"}[strings.HasSuffix(a.object, ".zst")],
@@ -434,11 +434,12 @@ func (r *run) closeArchive(a *openArchive) error {
 		IndexSize:    int64(len(res.Index)),
 		IndexSHA256:  sha256Hex(res.Index),
 		Members:      len(res.Members),
-	})
+	}
+	r.archives = append(r.archives, stored)
 	if a.name == "pg_wal.tar" {
 		return nil
 	}
-	prefix := r.archives[len(r.archives)-1].ManifestPrefix()
+	prefix := stored.ManifestPrefix()
 	for _, m := range res.Members {
 		if m.Type != archive.TypeReg {
 			continue

@@ -278,14 +278,7 @@ func (s *Store) OpenRange(ctx context.Context, key string, off, n int64) (io.Rea
 	}
 	if n == 0 {
 		// Nothing to GET, but the object must exist and hold off.
-		in, err := s.Stat(ctx, key)
-		if err != nil {
-			return nil, err
-		}
-		if off > in.Size {
-			return nil, fmt.Errorf("s3: open %s: offset %d of %d bytes: %w", key, off, in.Size, blob.ErrRange)
-		}
-		return io.NopCloser(strings.NewReader("")), nil
+		return s.emptyAt(ctx, key, off)
 	}
 	end := int64(-1)
 	if n > 0 {
@@ -299,16 +292,22 @@ func (s *Store) OpenRange(ctx context.Context, key string, off, n int64) (io.Rea
 		}
 		// The range starts at or past the end. At the end is an empty
 		// read, past it an error: only the size tells which.
-		in, serr := s.Stat(ctx, key)
-		if serr != nil {
-			return nil, serr
-		}
-		if off > in.Size {
-			return nil, fmt.Errorf("s3: open %s: offset %d of %d bytes: %w", key, off, in.Size, blob.ErrRange)
-		}
-		return io.NopCloser(strings.NewReader("")), nil
+		return s.emptyAt(ctx, key, off)
 	}
 	return r, nil
+}
+
+// emptyAt is an empty read at off of the object key, which must exist
+// and be at least off bytes long.
+func (s *Store) emptyAt(ctx context.Context, key string, off int64) (io.ReadCloser, error) {
+	in, err := s.Stat(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	if off > in.Size {
+		return nil, fmt.Errorf("s3: open %s: offset %d of %d bytes: %w", key, off, in.Size, blob.ErrRange)
+	}
+	return io.NopCloser(strings.NewReader("")), nil
 }
 
 // readResumes bounds how often one reader re-requests its range after
