@@ -107,7 +107,18 @@ func (c *Conn) BaseBackup(ctx context.Context, opts BaseBackupOptions, sink Sink
 	// some 35,000 messages, and pgconn arms and disarms a context watcher
 	// for each): cancellation interrupts the socket read through a deadline
 	// in the past, and the error is then reported as the interruption.
-	defer interruptOn(ctx, c.pg.Conn().SetDeadline)()
+	// Reads are batched unless the server is told to send slowly.
+	dt := &deadlineTimer{set: c.pg.Conn().SetDeadline}
+	stopWatch := context.AfterFunc(ctx, dt.interrupt)
+	endBatch := func() {}
+	if opts.MaxRate == 0 {
+		endBatch = c.batchReads(dt)
+	}
+	defer func() {
+		stopWatch()
+		endBatch()
+		dt.stop()
+	}()
 	for {
 		msg, err := c.pg.ReceiveMessage(context.Background())
 		if err != nil {

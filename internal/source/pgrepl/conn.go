@@ -1,7 +1,6 @@
 package pgrepl
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -50,7 +49,8 @@ func WithDialFunc(d pgconn.DialFunc) Option {
 // safe for concurrent use: one command at a time.
 type Conn struct {
 	pg      *pgconn.PgConn
-	target  string // "host=… port=… user=…", for error messages
+	rd      *streamReader // what pgproto3 reads the socket through
+	target  string        // "host=… port=… user=…", for error messages
 	user    string
 	secrets redactor
 	version int // server_version_num
@@ -96,8 +96,12 @@ func Connect(ctx context.Context, conninfo string, opts ...Option) (*Conn, error
 	// WAL); pgproto3 reads at least 8 kB at a time. A larger buffer in
 	// front of the socket fetches many messages per read system call
 	// (the benchmark counted twice pg_basebackup's reads without it).
+	// pgconn builds a frontend for each attempt, one after another; the
+	// last one built is the connection's.
+	var rd *streamReader
 	cfg.BuildFrontend = func(r io.Reader, w io.Writer) *pgproto3.Frontend {
-		return pgproto3.NewFrontend(bufio.NewReaderSize(r, readBuffer), w)
+		rd = newStreamReader(r, readBuffer)
+		return pgproto3.NewFrontend(rd, w)
 	}
 	target := describeTarget(cfg)
 	op := "connect to " + target
@@ -106,7 +110,7 @@ func Connect(ctx context.Context, conninfo string, opts ...Option) (*Conn, error
 	if err != nil {
 		return nil, secrets.redactError(classifyConnect(ctx, op, cfg.User, err))
 	}
-	c := &Conn{pg: pg, target: target, user: cfg.User, secrets: secrets}
+	c := &Conn{pg: pg, rd: rd, target: target, user: cfg.User, secrets: secrets}
 	if err := c.detectVersion(ctx); err != nil {
 		c.pg.Close(context.Background())
 		return nil, secrets.redactError(err)
@@ -405,6 +409,13 @@ func (d *deadlineTimer) interrupt() {
 	}
 }
 
+// interrupted reports whether an interruption is pending.
+func (d *deadlineTimer) interrupted() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.woken
+}
+
 // consume clears a pending interruption after an operation timed out.
 func (d *deadlineTimer) consume() {
 	d.mu.Lock()
@@ -419,7 +430,3 @@ func (d *deadlineTimer) stop() {
 	d.stopped = true
 	d.set(time.Time{})
 }
-
-// readBuffer is the receive buffer in front of each replication
-// connection's socket.
-const readBuffer = 256 << 10

@@ -26,6 +26,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/holdfast-backup/holdfast/internal/manifest"
 	"github.com/holdfast-backup/holdfast/internal/pgtest"
 	"github.com/holdfast-backup/holdfast/internal/source/pgrepl"
 	"github.com/holdfast-backup/holdfast/internal/wal"
@@ -794,6 +795,31 @@ func TestIntegrationTLS(t *testing.T) {
 		t.Errorf("streamed to %s, backup ends at %s", sres.End, res.End)
 	}
 	t.Logf("backup %s..%s over TLS, WAL %v", res.Start, res.End, sres.Segments)
+
+	// Without a rate limit the reads are batched (SO_RCVLOWAT on the TCP
+	// socket under TLS); every file of the manifest arrives whole.
+	c, err := pgrepl.Connect(ctx, conninfo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	sink := &memSink{}
+	if _, err := c.BaseBackup(ctx, pgrepl.BaseBackupOptions{Manifest: pgrepl.ManifestYes}, sink); err != nil {
+		t.Fatal(err)
+	}
+	m, err := manifest.Parse(sink.manifest.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := tarMembersBytes(t, sink.archives["base.tar"].Bytes())
+	for _, f := range m.Files {
+		if b, ok := base[f.Path]; !ok || int64(len(b)) != f.Size {
+			t.Errorf("%s: %d bytes in base.tar (present %v), %d in the manifest", f.Path, len(b), ok, f.Size)
+		}
+	}
+	if len(m.Files) < 100 {
+		t.Errorf("manifest lists %d files", len(m.Files))
+	}
 
 	// A certificate that does not name the host is refused.
 	_, err = pgrepl.Connect(ctx, cl.TCPConnString(pgtest.BackupRole)+" sslmode=verify-full sslrootcert="+certFile)
