@@ -60,15 +60,31 @@ func (e *env) scenarioFull(ctx context.Context, major int) *scenario {
 			e.pgbbSide(pgName, c, major, filepath.Join(dir, "pgbb")),
 			blackholeSide(bhName, c),
 		}
+		shmName := "holdfast dump into tmpfs (no disk)"
+		if shm := tmpfsDir(); shm != "" {
+			repo := filepath.Join(shm, filepath.Base(e.work)+"-"+slug(sc.ID))
+			defer removeAll(repo)
+			cfg, err := e.hfConfig(fmt.Sprintf("full-none-shm-%d", major), repo, c, "none")
+			if err != nil {
+				return err
+			}
+			s := e.hfDumpSide(shmName, c, cfg, "full", nil)
+			s.Profile = false
+			sides = append(sides, s)
+		}
 		sc.note("Same cluster, same transport (see Connections above), role backup. Holdfast: compression none, CRC32C manifest checksums, WAL streamed on a second connection, fast checkpoint, server page-checksum verification on, PROGRESS on. pg_basebackup: -Ft -X stream -c fast --manifest-checksums=CRC32C (no -P, so no PROGRESS).")
 		sc.note("Ceiling: the same BASE_BACKUP options as Holdfast (PROGRESS, fast checkpoint, MANIFEST 'yes', CRC32C) with TARGET 'blackhole', timed in process (connect to close); it streams no WAL and writes nothing.")
 		sc.note(fsyncNote)
+		sc.note("Holdfast into tmpfs (when /dev/shm is one): the same dump into a repository in memory, to show what is left of the gap to the ceiling without the disk; the server CPU ratios show what the walsender spends sending to a client that the blackhole does not.")
 		if err := runRounds(ctx, sc, sides, e.o.warmup, e.o.pairs, nil); err != nil {
 			return err
 		}
 		sc.addRatio("full backup vs pg_basebackup", hfName, pgName, "wall", 1.0)
 		sc.addRatio("full backup vs the blackhole ceiling", hfName, bhName, "wall", 1.10)
 		sc.addRatio("pg_basebackup vs the blackhole ceiling", pgName, bhName, "wall", 0)
+		sc.addRatio("holdfast into tmpfs vs the blackhole ceiling", shmName, bhName, "wall", 0)
+		sc.addRatio("server CPU, holdfast vs the blackhole", hfName, bhName, "server_cpu", 0)
+		sc.addRatio("server CPU, pg_basebackup vs the blackhole", pgName, bhName, "server_cpu", 0)
 		sc.addRatio("CPU, holdfast vs pg_basebackup", hfName, pgName, "cpu", 0)
 		sc.addRatio("server CPU, holdfast vs pg_basebackup", hfName, pgName, "server_cpu", 0)
 		sc.addRatio("stored size, holdfast vs pg_basebackup", hfName, pgName, "bytes", 0)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"golang.org/x/sys/unix"
 
 	"github.com/holdfast-backup/holdfast/internal/source/pgrepl"
 )
@@ -379,4 +380,14 @@ func slug(s string) string {
 		}
 	}
 	return strings.TrimSuffix(b.String(), "-")
+}
+
+// tmpfsDir is a directory for a repository in memory (/dev/shm when it is
+// a tmpfs), or "" when there is none.
+func tmpfsDir() string {
+	var st unix.Statfs_t
+	if unix.Statfs("/dev/shm", &st) != nil || st.Type != unix.TMPFS_MAGIC {
+		return ""
+	}
+	return "/dev/shm"
 }
