@@ -17,7 +17,10 @@
 //     response (result sets, COPY, archive boundaries, notices, errors) and
 //     the START_REPLICATION exchange. Tests feed them message by message.
 //   - The connection layer (Conn): context, deadlines, cancellation, status
-//     timers, and turning errors into *Error values for people.
+//     timers, and turning errors into *Error values for people. It reads the
+//     socket through its own buffer (streamReader); during BASE_BACKUP over
+//     TCP it batches reads with SO_RCVLOWAT, so the kernel wakes it per
+//     megabyte instead of per segment, with a 2 ms bound on any wait.
 //
 // # BASE_BACKUP CopyData payloads
 //
