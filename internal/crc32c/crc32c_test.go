@@ -51,7 +51,6 @@ func TestUpdateMatchesHashCRC32(t *testing.T) {
 	}
 }
 
-// Inputs made to stress the fold: all zeros, all ones, single bits.
 // Update allocates nothing: the folded remainder stays on the stack (it
 // used to escape through hash/crc32, one allocation per call).
 func TestUpdateAllocates(t *testing.T) {
@@ -61,6 +60,7 @@ func TestUpdateAllocates(t *testing.T) {
 	}
 }
 
+// Inputs made to stress the fold: all zeros, all ones, single bits.
 func TestUpdatePatterns(t *testing.T) {
 	for _, n := range []int{foldMin, 3 * foldMin, 1 << 15} {
 		zeros, ones := make([]byte, n), bytes.Repeat([]byte{0xFF}, n)

@@ -173,6 +173,15 @@ func backupWithStreamedWAL(t *testing.T, ctx context.Context, conninfo, dir stri
 	if out.err != nil {
 		t.Fatalf("StreamWAL: %v", out.err)
 	}
+	// Over TCP the backup's reads waited for the low mark, unless the
+	// server was told to send slowly; the WAL stream's never do.
+	tcp := strings.Contains(conninfo, "host=127.0.0.1 ")
+	if batched := pgrepl.BatchedReads(c) > 0; batched != (tcp && opts.MaxRate == 0) {
+		t.Errorf("BASE_BACKUP batched its reads: %v (TCP %v, max rate %d)", batched, tcp, opts.MaxRate)
+	}
+	if n := pgrepl.BatchedReads(wc); n != 0 {
+		t.Errorf("the WAL stream batched %d reads", n)
+	}
 	return res, out.res
 }
 
@@ -819,6 +828,9 @@ func TestIntegrationTLS(t *testing.T) {
 	}
 	if len(m.Files) < 100 {
 		t.Errorf("manifest lists %d files", len(m.Files))
+	}
+	if pgrepl.BatchedReads(c) == 0 {
+		t.Error("no read waited for the low mark under TLS")
 	}
 
 	// A certificate that does not name the host is refused.

@@ -38,6 +38,7 @@ type streamReader struct {
 	rp, wp int
 	err    error // from the read that filled buf, returned once buf is empty
 	batch  *batching
+	waited int // reads that waited for the low mark, for the tests
 }
 
 func newStreamReader(r io.Reader, size int) *streamReader {
@@ -75,6 +76,7 @@ func (s *streamReader) read(p []byte) (int, error) {
 	if b == nil || len(p) < b.low {
 		return s.r.Read(p)
 	}
+	s.waited++
 	b.lowat(b.low)
 	b.dt.arm(time.Now().Add(b.wait))
 	n, err := s.r.Read(p)

@@ -2,8 +2,8 @@ package pgrepl
 
 import (
 	"bytes"
+	"crypto/tls"
 	"errors"
-	"io"
 	"net"
 	"os"
 	"syscall"
@@ -225,5 +225,22 @@ func TestStreamReaderBatchInterrupted(t *testing.T) {
 	if _, err := s.Read(p); !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Errorf("read after the interruption: %v", err)
 	}
-	var _ io.Reader = s
+}
+
+// tcpSocket finds the TCP socket under TLS, and none under other
+// connections (where SO_RCVLOWAT would not batch anything).
+func TestTCPSocket(t *testing.T) {
+	client, _ := tcpPair(t)
+	if tcpSocket(client) == nil {
+		t.Error("no socket under a TCP connection")
+	}
+	if tcpSocket(tls.Client(client, &tls.Config{})) == nil {
+		t.Error("no socket under TLS over TCP")
+	}
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	if tcpSocket(a) != nil || tcpSocket(tls.Client(a, &tls.Config{})) != nil {
+		t.Error("a socket under a pipe")
+	}
 }
