@@ -197,6 +197,7 @@ func run(ctx context.Context, o options) int {
 	flush := func() {
 		res.Finished = time.Now().UTC().Format(time.RFC3339)
 		res.Machine["load_end"] = loadavg()
+		res.Machine["core_scaling_end"] = fmt.Sprintf("%.2f", coreScaling())
 		res.Data = e.data
 		if err := writeJSON(o.jsonPath, res); err != nil {
 			logf("write %s: %v", o.jsonPath, err)
@@ -417,7 +418,7 @@ func repoRoot() (string, error) {
 }
 
 func machineInfo() map[string]any {
-	m := map[string]any{"cpus": runtime.NumCPU(), "load_start": loadavg()}
+	m := map[string]any{"cpus": runtime.NumCPU(), "load_start": loadavg(), "core_scaling_start": fmt.Sprintf("%.2f", coreScaling())}
 	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
 		for _, l := range strings.Split(string(b), "\n") {
 			if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {

@@ -20,6 +20,7 @@ type scenario struct {
 	Limits []*limit      `json:"limits,omitempty"`
 	Error  string        `json:"error,omitempty"`
 	Load   []string      `json:"load_before_after,omitempty"`
+	Cores  []float64     `json:"core_scaling_before_after,omitempty"` // see coreScaling
 	Perf   []string      `json:"perf_reports,omitempty"`
 }
 
@@ -229,6 +230,7 @@ func writeMarkdown(w io.Writer, r *results) {
 	fmt.Fprintf(w, "Command: `%s`  \n", r.Command)
 	fmt.Fprintf(w, "Started %s, finished %s  \n", r.Started, r.Finished)
 	fmt.Fprintf(w, "Machine: %v  \n", machineLine(r.Machine))
+	fmt.Fprintf(w, "Cores' worth of vector throughput: the same CRC-32C loop on one goroutine and on one per CPU, CPUs × time(one) / time(all). With 2 CPUs, 2 means two independent cores; near 1 means the host runs both vCPUs on one physical core (two SMT threads), where parallel work gains nothing over one thread.  \n")
 	fmt.Fprintf(w, "Source: %v  \n", r.Source["describe"])
 	if t, ok := r.Settings["transport"].(string); ok {
 		where := "TCP to 127.0.0.1"
@@ -271,7 +273,10 @@ func writeMarkdown(w io.Writer, r *results) {
 		if len(sc.Load) > 0 {
 			fmt.Fprintf(w, "- load average before → after: %s\n", strings.Join(sc.Load, " → "))
 		}
-		if len(sc.Notes) > 0 || len(sc.Load) > 0 {
+		if len(sc.Cores) > 0 {
+			fmt.Fprintf(w, "- cores' worth of vector throughput before → after: %s (see Machine)\n", joinFloats(sc.Cores, " → "))
+		}
+		if len(sc.Notes) > 0 || len(sc.Load) > 0 || len(sc.Cores) > 0 {
 			fmt.Fprintln(w)
 		}
 		if len(sc.Sides) > 0 {
@@ -336,8 +341,16 @@ func fmtLimit(v float64, measure string) string {
 }
 
 func machineLine(m map[string]any) string {
-	return fmt.Sprintf("%v CPUs, %v, %v, kernel %v, load at start %v, at end %v",
-		m["cpus"], m["cpu_model"], m["memory"], m["kernel"], m["load_start"], m["load_end"])
+	return fmt.Sprintf("%v CPUs, %v, %v, kernel %v, load at start %v, at end %v; cores' worth of vector throughput at start %v, at end %v",
+		m["cpus"], m["cpu_model"], m["memory"], m["kernel"], m["load_start"], m["load_end"], m["core_scaling_start"], m["core_scaling_end"])
+}
+
+func joinFloats(v []float64, sep string) string {
+	s := make([]string, len(v))
+	for i, f := range v {
+		s[i] = fmt.Sprintf("%.2f", f)
+	}
+	return strings.Join(s, sep)
 }
 
 func oneLine(s string) string {

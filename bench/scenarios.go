@@ -17,6 +17,7 @@ import (
 func (e *env) begin(id, title string) (*scenario, string) {
 	sc := &scenario{ID: id, Title: title}
 	sc.Load = append(sc.Load, loadavg())
+	sc.Cores = append(sc.Cores, coreScaling())
 	dir := filepath.Join(e.work, slug(id))
 	os.RemoveAll(dir)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -32,6 +33,7 @@ func (e *env) end(sc *scenario, dir string, err error) *scenario {
 		logf("scenario %s FAILED: %v", sc.ID, err)
 	}
 	sc.Load = append(sc.Load, loadavg())
+	sc.Cores = append(sc.Cores, coreScaling())
 	if !e.o.keep {
 		os.RemoveAll(dir)
 	}
@@ -163,10 +165,14 @@ func (e *env) verifyAt(ctx context.Context, id, title string, scale int, referen
 			return err
 		}
 		var sides []side
+		var firstConfig *hfConfig
 		for _, comp := range []string{"zstd", "none"} {
 			cfg, err := e.hfConfig(fmt.Sprintf("verify-%s-%d", comp, scale), filepath.Join(dir, "repo-"+comp), c, comp)
 			if err != nil {
 				return err
+			}
+			if firstConfig == nil {
+				firstConfig = cfg
 			}
 			b, err := e.takeBackup(ctx, cfg, "full")
 			if err != nil {
@@ -192,6 +198,11 @@ func (e *env) verifyAt(ctx context.Context, id, title string, scale int, referen
 			sides = append(sides, e.pgVerifySide(refName, pgbb))
 			sc.addRatio("pg_verifybackup: Holdfast's uncompressed backup vs pg_basebackup's", "pg_verifybackup 18 -F t -n (same none backup)", refName, "wall", 0)
 			note += ", pg_basebackup -Ft -X stream (uncompressed)"
+			// What a run costs before and after its work: at this size it
+			// is a good part of Holdfast's time, so every run shows it.
+			hfStart, pgStart := "holdfast version (process start and exit)", "pg_verifybackup 18 --version (process start and exit)"
+			sides = append(sides, e.startSide(hfStart, e.hf(ctx, prof{}, firstConfig, "version")), e.startSide(pgStart, exec.CommandContext(ctx, filepath.Join(e.toolsBin(18), "pg_verifybackup"), "--version")))
+			sc.addRatio("process start and exit, holdfast vs pg_verifybackup 18", hfStart, pgStart, "wall", 0)
 		}
 		sc.note("%s. pg_verifybackup reads Holdfast's backups through a directory of hard links without backup.json and *.idx (made once, untimed). -n: pg_verifybackup does not parse the WAL; Holdfast checks pg_wal.tar only against its stored digest. Bytes = the backup's size.", note)
 		if err := runRounds(ctx, sc, sides, e.o.warmup, e.o.pairs, nil); err != nil {

@@ -226,6 +226,17 @@ func (e *env) pgVerifySide(name, dir string) side {
 	}}
 }
 
+// startSide runs a command that only starts, prints its version and
+// exits: the fixed cost of every run of that program. The command is made
+// once; each run uses a fresh copy of it.
+func (e *env) startSide(name string, cmd *exec.Cmd) side {
+	return side{Name: name, Run: func(ctx context.Context, p prof) (sample, error) {
+		c := exec.CommandContext(ctx, cmd.Path, cmd.Args[1:]...)
+		c.Env = cmd.Env
+		return measure(ctx, c)
+	}}
+}
+
 // linkView hard-links a stored Holdfast backup's archives and manifest into
 // view, leaving out backup.json and the indexes, which pg_verifybackup would
 // report as extra files.
