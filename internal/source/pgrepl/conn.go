@@ -65,7 +65,9 @@ type System struct {
 
 // Connect opens a physical replication connection. conninfo is a libpq
 // keyword/value string or a postgres:// URI; PG* environment variables, the
-// password file and sslmode are honoured as libpq does (pgconn.ParseConfig).
+// password file and sslmode are honoured as libpq does (pgconn.ParseConfig);
+// under sslmode=prefer a server without TLS costs one connection, as with
+// libpq (see preferOnOneSocket).
 // It refuses servers older than 15 or newer than 18 (ErrServerVersion).
 // Errors are *Error values classified with the package sentinels; they never
 // contain the password.
@@ -92,6 +94,7 @@ func Connect(ctx context.Context, conninfo string, opts ...Option) (*Conn, error
 	if cc.dial != nil {
 		cfg.DialFunc = cc.dial
 	}
+	preferOnOneSocket(cfg)
 	// A base backup is a stream of 32 kB CopyData messages (128 kB for
 	// WAL); pgproto3 reads at least 8 kB at a time. A larger buffer in
 	// front of the socket fetches many messages per read system call

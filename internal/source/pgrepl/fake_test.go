@@ -1,6 +1,7 @@
 package pgrepl_test
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 
@@ -28,9 +29,18 @@ type fakeServer struct {
 	// handle answers one query; returning an error ends the session.
 	handle func(s *session, query string) error
 
-	mu       sync.Mutex
-	startups []map[string]string
-	wg       sync.WaitGroup
+	// tlsConfig, if set, makes the server accept TLS (answer 'S' to an
+	// SSLRequest); breakTLS makes it answer 'S' on the first connection
+	// and then hang up instead of the handshake.
+	tlsConfig *tls.Config
+	breakTLS  bool
+
+	mu          sync.Mutex
+	startups    []map[string]string
+	accepted    int // connections accepted
+	sslRequests int // SSLRequests received
+	tlsStartups int // startup messages that came over TLS
+	wg          sync.WaitGroup
 }
 
 // session is one client connection on the fake server.
@@ -78,25 +88,50 @@ func (f *fakeServer) accept() {
 		if err != nil {
 			return
 		}
+		f.mu.Lock()
+		f.accepted++
+		first := f.accepted == 1
+		f.mu.Unlock()
 		f.wg.Add(1)
 		go func() {
 			defer f.wg.Done()
 			defer c.Close()
-			f.serve(c)
+			f.serve(c, first)
 		}()
 	}
 }
 
-func (f *fakeServer) serve(c net.Conn) {
+func (f *fakeServer) serve(c net.Conn, first bool) {
 	s := &session{be: pgproto3.NewBackend(c, c), conn: c}
+	overTLS := false
 	for {
 		sm, err := s.be.ReceiveStartupMessage()
 		if err != nil {
 			return
 		}
 		if _, ok := sm.(*pgproto3.SSLRequest); ok {
-			if _, err := c.Write([]byte("N")); err != nil {
+			f.mu.Lock()
+			f.sslRequests++
+			f.mu.Unlock()
+			switch {
+			case f.breakTLS && first:
+				c.Write([]byte("S"))
 				return
+			case f.tlsConfig != nil && !overTLS:
+				if _, err := c.Write([]byte("S")); err != nil {
+					return
+				}
+				tc := tls.Server(c, f.tlsConfig)
+				if err := tc.Handshake(); err != nil {
+					f.t.Errorf("fake server: TLS handshake: %v", err)
+					return
+				}
+				c, overTLS = tc, true
+				s = &session{be: pgproto3.NewBackend(tc, tc), conn: tc}
+			default:
+				if _, err := c.Write([]byte("N")); err != nil {
+					return
+				}
 			}
 			continue
 		}
@@ -106,6 +141,9 @@ func (f *fakeServer) serve(c net.Conn) {
 		}
 		f.mu.Lock()
 		f.startups = append(f.startups, st.Parameters)
+		if overTLS {
+			f.tlsStartups++
+		}
 		f.mu.Unlock()
 		break
 	}

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"math/big"
+	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -21,6 +22,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -210,6 +212,22 @@ func TestIntegrationBackup(t *testing.T) {
 			t.Errorf("SHOW wal_level = %q, %v", lvl, err)
 		}
 		c.Close(ctx)
+
+		// sslmode=prefer (libpq's default) and a server without TLS: one
+		// TCP connection, as with libpq (pgconn alone dials twice), and
+		// SCRAM authentication still passes.
+		port, accepted := countingProxy(t, cl.Port)
+		pc, err := pgrepl.Connect(ctx, conninfo+" sslmode=prefer port="+port)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := pc.IdentifySystem(ctx); err != nil {
+			t.Error(err)
+		}
+		pc.Close(ctx)
+		if n := accepted(); n != 1 || pgrepl.UsesTLS(pc) {
+			t.Errorf("sslmode prefer against a server without TLS: %d connections, TLS %v; want 1, false", n, pgrepl.UsesTLS(pc))
+		}
 
 		// Keep WAL flowing during the backup, so that more than one
 		// segment may be streamed.
@@ -805,6 +823,20 @@ func TestIntegrationTLS(t *testing.T) {
 	}
 	t.Logf("backup %s..%s over TLS, WAL %v", res.Start, res.End, sres.Segments)
 
+	// sslmode=prefer gets TLS from this server, on one connection.
+	port, accepted := countingProxy(t, cl.Port)
+	pc, err := pgrepl.Connect(ctx, cl.TCPConnString(pgtest.BackupRole)+" sslmode=prefer port="+port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pc.IdentifySystem(ctx); err != nil {
+		t.Error(err)
+	}
+	pc.Close(ctx)
+	if n := accepted(); n != 1 || !pgrepl.UsesTLS(pc) {
+		t.Errorf("sslmode prefer against a server with TLS: %d connections, TLS %v; want 1, true", n, pgrepl.UsesTLS(pc))
+	}
+
 	// Without a rate limit the reads are batched (SO_RCVLOWAT on the TCP
 	// socket under TLS); every file of the manifest arrives whole.
 	c, err := pgrepl.Connect(ctx, conninfo)
@@ -960,4 +992,52 @@ func TestIntegrationTimeline2(t *testing.T) {
 			t.Errorf("restored t2 has %d rows, want 1500", n)
 		}
 	})
+}
+
+// countingProxy forwards TCP connections from a port of its own to the
+// server's port on 127.0.0.1 and counts them.
+func countingProxy(t *testing.T, serverPort int) (port string, accepted func() int) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	n := 0
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		ln.Close()
+		wg.Wait()
+	})
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			n++
+			mu.Unlock()
+			s, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", serverPort))
+			if err != nil {
+				c.Close()
+				continue
+			}
+			wg.Go(func() {
+				// Either side closing ends both copies.
+				var once sync.Once
+				done := func() { once.Do(func() { c.Close(); s.Close() }) }
+				var copies sync.WaitGroup
+				copies.Go(func() { io.Copy(s, c); done() })
+				copies.Go(func() { io.Copy(c, s); done() })
+				copies.Wait()
+			})
+		}
+	})
+	_, port, _ = net.SplitHostPort(ln.Addr().String())
+	return port, func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return n
+	}
 }
