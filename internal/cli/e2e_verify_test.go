@@ -55,6 +55,19 @@ func truncateObject(name string) damage {
 	}
 }
 
+// appendByte makes an object one byte longer than backup.json says.
+func appendByte(name string) damage {
+	return func(t *testing.T, dir string) func() {
+		p := filepath.Join(dir, name)
+		orig, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(p, append(append([]byte(nil), orig...), '\n'), 0o600)
+		return func() { os.WriteFile(p, orig, 0o600) }
+	}
+}
+
 func TestVerifyFindsDamage(t *testing.T) {
 	t.Parallel()
 	pgtest.Require(t, 18)
@@ -89,6 +102,10 @@ func TestVerifyFindsDamage(t *testing.T) {
 				"missing archive":                    removeObject(tsArchive),
 				"missing manifest":                   removeObject("backup_manifest"),
 				"truncated archive":                  truncateObject("base" + ext),
+				"truncated manifest":                 truncateObject("backup_manifest"),
+				"manifest one byte longer":           appendByte("backup_manifest"),
+				"truncated index":                    truncateObject("base" + ext + ".idx"),
+				"index one byte longer":              appendByte("base" + ext + ".idx"),
 			} {
 				t.Run(name, func(t *testing.T) {
 					undo := d(t, dir)

@@ -469,7 +469,7 @@ func (r *Repo) ReadManifest(ctx context.Context, e Entry) ([]byte, error) {
 		return nil, fmt.Errorf("open backup_manifest of %s: %w", e.ID, err)
 	}
 	defer rc.Close()
-	b, err := io.ReadAll(io.LimitReader(rc, e.ManifestSize+1))
+	b, err := readSized(rc, e.ManifestSize)
 	if err != nil {
 		return nil, fmt.Errorf("read backup_manifest of %s: %w", e.ID, err)
 	}
@@ -482,6 +482,29 @@ func (r *Repo) ReadManifest(ctx context.Context, e Entry) ([]byte, error) {
 	return b, nil
 }
 
+// sizedLimit is the largest size readSized trusts backup.json with for
+// one allocation: a manifest of some 400,000 files. Larger objects are
+// read as they come.
+const sizedLimit = 64 << 20
+
+// readSized reads r, which backup.json says holds size bytes, to its end
+// but at most size+1 bytes, so that a longer object shows as too long.
+// An object of the expected size is read into one buffer: io.ReadAll
+// grows its buffer a dozen times for a manifest, each time into fresh
+// memory whose pages fault in (some 16 µs each on the project's VM);
+// verify read a 140 kB manifest in about 2 ms of CPU that way.
+func readSized(r io.Reader, size int64) ([]byte, error) {
+	if size < 0 || size >= sizedLimit {
+		return io.ReadAll(io.LimitReader(r, size+1))
+	}
+	b := make([]byte, size+1)
+	n, err := io.ReadFull(r, b)
+	if err == io.EOF || err == io.ErrUnexpectedEOF {
+		err = nil
+	}
+	return b[:n], err
+}
+
 // ReadIndex reads the index object of archive a of backup e, checks it
 // against backup.json (size and SHA-256) and decodes it.
 func (r *Repo) ReadIndex(ctx context.Context, e Entry, a Archive) (*archive.Index, error) {
@@ -490,7 +513,7 @@ func (r *Repo) ReadIndex(ctx context.Context, e Entry, a Archive) (*archive.Inde
 		return nil, err
 	}
 	defer rc.Close()
-	b, err := io.ReadAll(io.LimitReader(rc, a.IndexSize+1))
+	b, err := readSized(rc, a.IndexSize)
 	if err != nil {
 		return nil, fmt.Errorf("read %s of %s: %w", a.Index, e.ID, err)
 	}

@@ -1,8 +1,12 @@
 package repo
 
 import (
+	"bytes"
 	"errors"
+	"io"
+	"strings"
 	"testing"
+	"testing/iotest"
 	"time"
 )
 
@@ -116,5 +120,40 @@ func TestManifestPrefix(t *testing.T) {
 	}
 	if p := (Archive{Name: "16385.tar", TablespaceID: 16385}).ManifestPrefix(); p != "pg_tblspc/16385/" {
 		t.Errorf("tablespace archive: %q", p)
+	}
+}
+
+// readSized reads an object of the size backup.json gives into one buffer
+// and reads one byte more than that, so that a longer object is caught by
+// the caller's size check; a size it does not trust is read as it comes.
+func TestReadSized(t *testing.T) {
+	data := bytes.Repeat([]byte("0123456789abcdef"), 1000)
+	for _, c := range []struct {
+		name    string
+		size    int64
+		wantLen int
+	}{
+		{"exact", int64(len(data)), len(data)},
+		{"object shorter than recorded", int64(len(data)) + 100, len(data)},
+		{"object longer than recorded", 100, 101},
+		{"empty record", 0, 1},
+		{"negative record", -1, 0},
+		{"record beyond the limit", sizedLimit + 1, len(data)},
+	} {
+		b, err := readSized(bytes.NewReader(data), c.size)
+		if err != nil {
+			t.Errorf("%s: %v", c.name, err)
+			continue
+		}
+		if len(b) != c.wantLen || !bytes.Equal(b, data[:len(b)]) {
+			t.Errorf("%s: read %d bytes (matching the object: %v), want %d", c.name, len(b), bytes.Equal(b, data[:len(b)]), c.wantLen)
+		}
+		if c.size >= 0 && c.size < sizedLimit && cap(b) != int(c.size)+1 {
+			t.Errorf("%s: buffer of capacity %d, want one allocation of %d", c.name, cap(b), c.size+1)
+		}
+	}
+	failing := io.MultiReader(bytes.NewReader(data[:10]), iotest.ErrReader(errors.New("disk on fire")))
+	if _, err := readSized(failing, int64(len(data))); err == nil || !strings.Contains(err.Error(), "disk on fire") {
+		t.Errorf("read error: got %v", err)
 	}
 }
