@@ -165,14 +165,10 @@ func (e *env) verifyAt(ctx context.Context, id, title string, scale int, referen
 			return err
 		}
 		var sides []side
-		var firstConfig *hfConfig
 		for _, comp := range []string{"zstd", "none"} {
 			cfg, err := e.hfConfig(fmt.Sprintf("verify-%s-%d", comp, scale), filepath.Join(dir, "repo-"+comp), c, comp)
 			if err != nil {
 				return err
-			}
-			if firstConfig == nil {
-				firstConfig = cfg
 			}
 			b, err := e.takeBackup(ctx, cfg, "full")
 			if err != nil {
@@ -201,7 +197,7 @@ func (e *env) verifyAt(ctx context.Context, id, title string, scale int, referen
 			// What a run costs before and after its work: at this size it
 			// is a good part of Holdfast's time, so every run shows it.
 			hfStart, pgStart := "holdfast version (process start and exit)", "pg_verifybackup 18 --version (process start and exit)"
-			sides = append(sides, e.startSide(hfStart, e.hf(ctx, prof{}, firstConfig, "version")), e.startSide(pgStart, exec.CommandContext(ctx, filepath.Join(e.toolsBin(18), "pg_verifybackup"), "--version")))
+			sides = append(sides, startSide(hfStart, e.holdfast, "version"), startSide(pgStart, filepath.Join(e.toolsBin(18), "pg_verifybackup"), "--version"))
 			sc.addRatio("process start and exit, holdfast vs pg_verifybackup 18", hfStart, pgStart, "wall", 0)
 		}
 		sc.note("%s. pg_verifybackup reads Holdfast's backups through a directory of hard links without backup.json and *.idx (made once, untimed). -n: pg_verifybackup does not parse the WAL; Holdfast checks pg_wal.tar only against its stored digest. Bytes = the backup's size.", note)

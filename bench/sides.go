@@ -226,14 +226,11 @@ func (e *env) pgVerifySide(name, dir string) side {
 	}}
 }
 
-// startSide runs a command that only starts, prints its version and
-// exits: the fixed cost of every run of that program. The command is made
-// once; each run uses a fresh copy of it.
-func (e *env) startSide(name string, cmd *exec.Cmd) side {
+// startSide runs a program that only starts, prints its version and
+// exits: the fixed cost of every run of that program.
+func startSide(name, program string, args ...string) side {
 	return side{Name: name, Run: func(ctx context.Context, p prof) (sample, error) {
-		c := exec.CommandContext(ctx, cmd.Path, cmd.Args[1:]...)
-		c.Env = cmd.Env
-		return measure(ctx, c)
+		return measure(ctx, exec.CommandContext(ctx, program, args...))
 	}}
 }
 

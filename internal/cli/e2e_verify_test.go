@@ -15,57 +15,43 @@ import (
 // damage changes one stored object and returns a function that undoes it.
 type damage func(t *testing.T, dir string) (undo func())
 
-func flipByte(name string, at float64) damage {
+// rewriteObject replaces the object's bytes with change(orig), or removes
+// the object when change returns nil.
+func rewriteObject(name string, change func(orig []byte) []byte) damage {
 	return func(t *testing.T, dir string) func() {
 		p := filepath.Join(dir, name)
 		orig, err := os.ReadFile(p)
 		if err != nil {
 			t.Fatal(err)
 		}
-		b := append([]byte(nil), orig...)
-		b[int(float64(len(b)-1)*at)] ^= 0x20
-		if err := os.WriteFile(p, b, 0o600); err != nil {
+		if b := change(orig); b == nil {
+			os.Remove(p)
+		} else if err := os.WriteFile(p, b, 0o600); err != nil {
 			t.Fatal(err)
 		}
 		return func() { os.WriteFile(p, orig, 0o600) }
 	}
+}
+
+func flipByte(name string, at float64) damage {
+	return rewriteObject(name, func(orig []byte) []byte {
+		b := append([]byte(nil), orig...)
+		b[int(float64(len(b)-1)*at)] ^= 0x20
+		return b
+	})
 }
 
 func removeObject(name string) damage {
-	return func(t *testing.T, dir string) func() {
-		p := filepath.Join(dir, name)
-		orig, err := os.ReadFile(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		os.Remove(p)
-		return func() { os.WriteFile(p, orig, 0o600) }
-	}
+	return rewriteObject(name, func([]byte) []byte { return nil })
 }
 
 func truncateObject(name string) damage {
-	return func(t *testing.T, dir string) func() {
-		p := filepath.Join(dir, name)
-		orig, err := os.ReadFile(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		os.WriteFile(p, orig[:len(orig)/2], 0o600)
-		return func() { os.WriteFile(p, orig, 0o600) }
-	}
+	return rewriteObject(name, func(orig []byte) []byte { return orig[:len(orig)/2] })
 }
 
 // appendByte makes an object one byte longer than backup.json says.
 func appendByte(name string) damage {
-	return func(t *testing.T, dir string) func() {
-		p := filepath.Join(dir, name)
-		orig, err := os.ReadFile(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		os.WriteFile(p, append(append([]byte(nil), orig...), '\n'), 0o600)
-		return func() { os.WriteFile(p, orig, 0o600) }
-	}
+	return rewriteObject(name, func(orig []byte) []byte { return append(append([]byte(nil), orig...), '\n') })
 }
 
 func TestVerifyFindsDamage(t *testing.T) {

@@ -108,17 +108,11 @@ func (c *Conn) BaseBackup(ctx context.Context, opts BaseBackupOptions, sink Sink
 	// for each): cancellation interrupts the socket read through a deadline
 	// in the past, and the error is then reported as the interruption.
 	// Reads are batched unless the server is told to send slowly.
-	dt := &deadlineTimer{set: c.pg.Conn().SetDeadline}
-	stopWatch := context.AfterFunc(ctx, dt.interrupt)
-	endBatch := func() {}
+	dt, release := watchDeadline(ctx, c.pg.Conn().SetDeadline)
+	defer release()
 	if opts.MaxRate == 0 {
-		endBatch = c.batchReads(dt)
+		defer c.batchReads(dt)()
 	}
-	defer func() {
-		stopWatch()
-		endBatch()
-		dt.stop()
-	}()
 	for {
 		msg, err := c.pg.ReceiveMessage(context.Background())
 		if err != nil {

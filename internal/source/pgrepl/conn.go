@@ -353,7 +353,7 @@ func (c *Conn) send(ctx context.Context, msgs ...pgproto3.FrontendMessage) error
 	for _, m := range msgs {
 		fe.Send(m)
 	}
-	release := interruptOn(ctx, c.pg.Conn().SetWriteDeadline)
+	_, release := watchDeadline(ctx, c.pg.Conn().SetWriteDeadline)
 	err := fe.Flush()
 	release()
 	if err != nil {
@@ -365,17 +365,18 @@ func (c *Conn) send(ctx context.Context, msgs ...pgproto3.FrontendMessage) error
 	return err
 }
 
-// interruptOn makes blocked socket operations fail as soon as ctx ends,
-// by setting a deadline in the past through set (one of the connection's
-// deadline setters); release stops watching and clears that deadline if
-// it was set, even when the cancellation raced the release.
-func interruptOn(ctx context.Context, set func(time.Time) error) (release func()) {
-	dt := &deadlineTimer{set: set}
+// watchDeadline returns a deadline timer on set (one of a connection's
+// deadline setters) that ctx interrupts: when ctx ends, blocked socket
+// operations fail at once through a deadline in the past. The caller may
+// arm it with deadlines of its own. release stops watching and clears
+// whatever deadline the timer set, even when the cancellation raced the
+// release; a timer that set nothing costs no call of set.
+func watchDeadline(ctx context.Context, set func(time.Time) error) (dt *deadlineTimer, release func()) {
+	dt = &deadlineTimer{set: set}
 	stop := context.AfterFunc(ctx, dt.interrupt)
-	return func() {
-		if !stop() {
-			dt.stop()
-		}
+	return dt, func() {
+		stop()
+		dt.stop()
 	}
 }
 
@@ -426,10 +427,13 @@ func (d *deadlineTimer) consume() {
 	d.woken = false
 }
 
-// stop clears the deadline for good.
+// stop clears the deadline it set, for good.
 func (d *deadlineTimer) stop() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.stopped = true
-	d.set(time.Time{})
+	if !d.at.IsZero() {
+		d.set(time.Time{})
+		d.at = time.Time{}
+	}
 }

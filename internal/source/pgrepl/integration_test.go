@@ -216,17 +216,8 @@ func TestIntegrationBackup(t *testing.T) {
 		// sslmode=prefer (libpq's default) and a server without TLS: one
 		// TCP connection, as with libpq (pgconn alone dials twice), and
 		// SCRAM authentication still passes.
-		port, accepted := countingProxy(t, cl.Port)
-		pc, err := pgrepl.Connect(ctx, conninfo+" sslmode=prefer port="+port)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := pc.IdentifySystem(ctx); err != nil {
-			t.Error(err)
-		}
-		pc.Close(ctx)
-		if n := accepted(); n != 1 || pgrepl.UsesTLS(pc) {
-			t.Errorf("sslmode prefer against a server without TLS: %d connections, TLS %v; want 1, false", n, pgrepl.UsesTLS(pc))
+		if n, tls := preferConnections(t, ctx, cl, conninfo); n != 1 || tls {
+			t.Errorf("sslmode prefer against a server without TLS: %d connections, TLS %v; want 1, false", n, tls)
 		}
 
 		// Keep WAL flowing during the backup, so that more than one
@@ -824,17 +815,8 @@ func TestIntegrationTLS(t *testing.T) {
 	t.Logf("backup %s..%s over TLS, WAL %v", res.Start, res.End, sres.Segments)
 
 	// sslmode=prefer gets TLS from this server, on one connection.
-	port, accepted := countingProxy(t, cl.Port)
-	pc, err := pgrepl.Connect(ctx, cl.TCPConnString(pgtest.BackupRole)+" sslmode=prefer port="+port)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := pc.IdentifySystem(ctx); err != nil {
-		t.Error(err)
-	}
-	pc.Close(ctx)
-	if n := accepted(); n != 1 || !pgrepl.UsesTLS(pc) {
-		t.Errorf("sslmode prefer against a server with TLS: %d connections, TLS %v; want 1, true", n, pgrepl.UsesTLS(pc))
+	if n, tls := preferConnections(t, ctx, cl, cl.TCPConnString(pgtest.BackupRole)); n != 1 || !tls {
+		t.Errorf("sslmode prefer against a server with TLS: %d connections, TLS %v; want 1, true", n, tls)
 	}
 
 	// Without a rate limit the reads are batched (SO_RCVLOWAT on the TCP
@@ -992,6 +974,24 @@ func TestIntegrationTimeline2(t *testing.T) {
 			t.Errorf("restored t2 has %d rows, want 1500", n)
 		}
 	})
+}
+
+// preferConnections connects with conninfo under sslmode=prefer through a
+// proxy that counts TCP connections to cl, runs IDENTIFY_SYSTEM, and
+// returns how many connections that took and whether the one kept uses
+// TLS.
+func preferConnections(t *testing.T, ctx context.Context, cl *pgtest.Cluster, conninfo string) (connections int, usesTLS bool) {
+	t.Helper()
+	port, accepted := countingProxy(t, cl.Port)
+	c, err := pgrepl.Connect(ctx, conninfo+" sslmode=prefer port="+port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.IdentifySystem(ctx); err != nil {
+		t.Error(err)
+	}
+	c.Close(ctx)
+	return accepted(), pgrepl.UsesTLS(c)
 }
 
 // countingProxy forwards TCP connections from a port of its own to the

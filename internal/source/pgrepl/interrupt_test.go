@@ -29,17 +29,18 @@ func (d *deadlines) last() (time.Time, int) {
 	return d.set[len(d.set)-1], len(d.set)
 }
 
-func TestInterruptOn(t *testing.T) {
+func TestWatchDeadline(t *testing.T) {
 	// Not cancelled: nothing is set.
 	var quiet deadlines
-	interruptOn(context.Background(), quiet.setter)()
+	_, release0 := watchDeadline(context.Background(), quiet.setter)
+	release0()
 	if _, n := quiet.last(); n != 0 {
 		t.Fatalf("uncancelled: %d deadlines set", n)
 	}
 	// Cancelled: a past deadline at once, cleared on release.
 	var d deadlines
 	ctx, cancel := context.WithCancel(context.Background())
-	release := interruptOn(ctx, d.setter)
+	_, release := watchDeadline(ctx, d.setter)
 	cancel()
 	for deadline := time.Now().Add(5 * time.Second); ; {
 		if time.Now().After(deadline) {
@@ -64,7 +65,7 @@ func TestInterruptOn(t *testing.T) {
 	for range 200 {
 		var r deadlines
 		ctx, cancel := context.WithCancel(context.Background())
-		release := interruptOn(ctx, r.setter)
+		_, release := watchDeadline(ctx, r.setter)
 		cancel()
 		release()
 		time.Sleep(time.Millisecond) // the callback has run by now

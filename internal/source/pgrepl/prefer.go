@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 )
@@ -70,10 +69,7 @@ func preferOnOneSocket(cfg *pgconn.Config) {
 // refuses. ctx bounds the exchange. On error the returned connection is
 // the one to close.
 func askForTLS(ctx context.Context, conn net.Conn, config *tls.Config) (net.Conn, error) {
-	if dl, ok := ctx.Deadline(); ok {
-		conn.SetDeadline(dl)
-	}
-	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
+	dt, release := watchDeadline(ctx, conn.SetDeadline) // ctx's deadline ends it too
 	answer := make([]byte, 1)
 	_, err := conn.Write(sslRequest)
 	if err == nil {
@@ -84,10 +80,10 @@ func askForTLS(ctx context.Context, conn net.Conn, config *tls.Config) (net.Conn
 		tconn = tls.Client(conn, config)
 		err = tconn.HandshakeContext(ctx)
 	}
-	if !stop() {
+	release()
+	if dt.interrupted() {
 		return conn, fmt.Errorf("ask for TLS: %w", context.Cause(ctx))
 	}
-	conn.SetDeadline(time.Time{})
 	switch {
 	case err != nil:
 		return conn, fmt.Errorf("ask for TLS: %w", err)

@@ -195,9 +195,8 @@ func (c *Conn) runStream(ctx context.Context, s *streamSession, interval time.Du
 	// stop position or cancellation interrupts a waiting read at once:
 	// one watcher for the whole stream, instead of a context, a timer and
 	// pgconn's watcher per message.
-	rt := &deadlineTimer{set: c.pg.Conn().SetReadDeadline}
-	defer rt.stop()
-	defer context.AfterFunc(ctx, rt.interrupt)()
+	rt, release := watchDeadline(ctx, c.pg.Conn().SetReadDeadline)
+	defer release()
 	var stop stopSignal
 	done := make(chan struct{})
 	defer close(done)
